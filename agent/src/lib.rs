@@ -1,0 +1,1 @@
+//! husklet: the node agent library (image store, CRI service, pods).

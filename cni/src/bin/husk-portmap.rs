@@ -1,0 +1,6 @@
+//! `husk-portmap` CNI plugin.
+
+fn main() {
+    eprintln!("husk-portmap: not built yet");
+    std::process::exit(1);
+}

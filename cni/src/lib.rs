@@ -1,0 +1,1 @@
+//! husk-cni: CNI types, plugin invocation and the husk plugins.
