@@ -2,3 +2,7 @@
 //!
 //! Single-threaded by design: no async runtime, so that forking and cloning
 //! container processes is always safe.
+
+pub mod cgroups;
+pub mod hooks;
+pub mod seccomp;

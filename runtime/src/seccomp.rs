@@ -1,0 +1,1 @@
+//! Seccomp filters built from the OCI `linux.seccomp` profile.
