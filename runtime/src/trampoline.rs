@@ -129,7 +129,11 @@ mod tests {
         let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
         // Clear CLOEXEC in the child via a dup in pre_exec is overkill: open the
         // memfd path from the parent and exec it through /proc.
-        let copy = std::env::temp_dir().join(format!("husk-tramp-{}-{argv0}", std::process::id()));
+        let copy = std::env::temp_dir().join(format!(
+            "husk-tramp-{}-{}",
+            std::process::id(),
+            argv0.replace('/', "_")
+        ));
         std::fs::copy(&path, &copy).unwrap();
         std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
