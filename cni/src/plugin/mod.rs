@@ -268,3 +268,14 @@ mod tests {
         assert_eq!(e.code, 4);
     }
 }
+
+/// Log to stderr (stdout carries the protocol) at the level in
+/// `HUSK_CNI_LOG` (default: warnings).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HUSK_CNI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
