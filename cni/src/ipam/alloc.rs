@@ -137,15 +137,14 @@ impl RangeSet {
         mut taken: impl FnMut(IpAddr) -> bool,
     ) -> Option<(IpAddr, &Range)> {
         // Start at the address after `last` when it is still in a range.
-        let (start_ri, start_off) = match last.and_then(|l| {
-            self.0
-                .iter()
-                .position(|r| r.contains(l))
-                .map(|ri| (ri, to_u128(l) - to_u128(self.0[ri].start) + 1))
-        }) {
-            Some(p) => p,
-            None => (0, 0),
-        };
+        let (start_ri, start_off) = last
+            .and_then(|l| {
+                self.0
+                    .iter()
+                    .position(|r| r.contains(l))
+                    .map(|ri| (ri, to_u128(l) - to_u128(self.0[ri].start) + 1))
+            })
+            .unwrap_or_default();
         let n = self.0.len();
         // Visit start_ri from start_off, the other ranges fully, then the
         // beginning of start_ri.

@@ -25,7 +25,7 @@ fn exec_to_cni(e: ExecError) -> CniError {
     match e {
         ExecError::Plugin { error, plugin, .. } => CniError {
             msg: format!("ipam plugin {plugin}: {}", error.msg),
-            ..error
+            ..*error
         },
         ExecError::NotFound { .. } => CniError::invalid_config(format!("ipam.type: {e}")),
         other => CniError::internal(format!("ipam: {other}")),

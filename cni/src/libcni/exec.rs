@@ -33,7 +33,7 @@ pub enum ExecError {
         /// The CNI command.
         command: String,
         /// The plugin's error.
-        error: CniError,
+        error: Box<CniError>,
     },
     /// The plugin failed without a parsable error document.
     #[error("plugin {plugin} {command} failed ({status}): {stderr}")]
@@ -161,7 +161,7 @@ impl PluginExec {
             return Err(ExecError::Plugin {
                 plugin: plugin.to_string(),
                 command: args.command.to_string(),
-                error,
+                error: Box::new(error),
             });
         }
         let text = if out.stderr.is_empty() {

@@ -210,6 +210,17 @@ fn print_err(e: CniError) {
     let _ = std::io::stdout().write_all(&serde_json::to_vec(&e).unwrap_or_default());
 }
 
+/// Log to stderr (stdout carries the protocol) at the level in
+/// `HUSK_CNI_LOG` (default: warnings).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HUSK_CNI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,15 +278,4 @@ mod tests {
         let e = CmdArgs::from_env_with(env(&[("CNI_COMMAND", "NOPE")]), vec![]).unwrap_err();
         assert_eq!(e.code, 4);
     }
-}
-
-/// Log to stderr (stdout carries the protocol) at the level in
-/// `HUSK_CNI_LOG` (default: warnings).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HUSK_CNI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -125,8 +125,7 @@ impl Plugin for PortmapPlugin {
                 &args.container_id,
                 *pod,
                 &mine,
-                pc.snat,
-                mark,
+                pc.snat.then_some(mark),
             );
             if let Err(e) = iptables::restore(*fam, &b) {
                 // Undo families already done.

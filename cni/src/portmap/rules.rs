@@ -50,6 +50,7 @@ fn owner_of(rule: &str) -> Option<(String, String)> {
 /// Every hostPort mapped in the table, by owner (any network).
 pub fn held_ports(t: &Table) -> Vec<Held> {
     let mut out = Vec::new();
+    let mut seen = HashSet::new();
     for jump in t.rules_of(DNAT_CHAIN) {
         let Some((_, id)) = owner_of(jump) else {
             continue;
@@ -57,6 +58,10 @@ pub fn held_ports(t: &Table) -> Vec<Held> {
         let Some(target) = jump.rsplit_once("-j ").map(|x| x.1.trim().to_string()) else {
             continue;
         };
+        // One jump per protocol leads to the same chain: read it once.
+        if !seen.insert(target.clone()) {
+            continue;
+        }
         for r in t.rules_of(&target) {
             if !r.contains("-j DNAT") {
                 continue;
@@ -103,7 +108,8 @@ pub fn conflict<'a>(held: &[Held], id: &str, maps: &'a [Mapping]) -> Option<(&'a
     None
 }
 
-/// The restore batch for ADD, given the current table.
+/// The restore batch for ADD, given the current table; `masq_mark` is the
+/// hairpin/localhost masquerade mark (None: no SNAT).
 pub fn add_batch(
     t: &Table,
     fam: Family,
@@ -111,9 +117,10 @@ pub fn add_batch(
     id: &str,
     pod: IpNetwork,
     maps: &[Mapping],
-    snat: bool,
-    mark: u32,
+    masq_mark: Option<u32>,
 ) -> String {
+    let snat = masq_mark.is_some();
+    let mark = masq_mark.unwrap_or(0);
     let dn = dn_chain(net, id);
     let mut b = String::from("*nat\n");
     if !t.has_chain(DNAT_CHAIN) {
@@ -251,8 +258,7 @@ mod tests {
             "c1",
             pod,
             &[m(8080, 80, "tcp"), m(5353, 53, "udp")],
-            true,
-            0x2000,
+            Some(0x2000),
         );
         assert!(b.contains(":CNI-HOSTPORT-DNAT - [0:0]"));
         assert!(b.contains("-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT"));
@@ -277,8 +283,7 @@ mod tests {
             "c2",
             pod,
             &[m(9090, 80, "tcp")],
-            true,
-            0x2000,
+            Some(0x2000),
         );
         assert!(!again.contains(":CNI-HOSTPORT-DNAT"));
         assert!(!again.contains("-A PREROUTING"));
