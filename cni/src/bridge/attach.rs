@@ -26,6 +26,30 @@ pub fn attach(
     netns: &NetNs,
     ipam: &CniResult,
 ) -> Result<CniResult, CniError> {
+    // The masquerade rules only need the addresses: install them (an
+    // iptables-restore process) while the links are being set up.
+    let addrs: Vec<IpNetwork> = ipam.ips.iter().map(|i| i.address).collect();
+    std::thread::scope(|s| {
+        let masq_job = bc
+            .ip_masq
+            .then(|| s.spawn(|| masq::setup(&conf.name, &args.container_id, &addrs)));
+        let links = links(args, conf, bc, netns, ipam);
+        let masq_res = masq_job.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        let result = links?;
+        if let Some(r) = masq_res {
+            r.map_err(internal)?;
+        }
+        Ok(result)
+    })
+}
+
+fn links(
+    args: &CmdArgs,
+    conf: &NetConf,
+    bc: &BridgeConf,
+    netns: &NetNs,
+    ipam: &CniResult,
+) -> Result<CniResult, CniError> {
     let rt = runtime()?;
     let mut result = rt.block_on(async {
         let host = Netlink::current().map_err(internal)?;
@@ -149,10 +173,6 @@ pub fn attach(
             result.dns =
                 serde_json::from_value(dns.clone()).map_err(|e| CniError::from_json("dns", &e))?;
         }
-    }
-    if bc.ip_masq {
-        let addrs: Vec<IpNetwork> = result.ips.iter().map(|i| i.address).collect();
-        masq::setup(&conf.name, &args.container_id, &addrs).map_err(internal)?;
     }
     Ok(result)
 }

@@ -115,11 +115,20 @@ impl Plugin for BridgePlugin {
         } else {
             NetNs::open(Path::new(&args.netns)).ok()
         };
-        attach::detach(args, &bc, netns.as_ref())?;
-        if bc.ip_masq {
-            masq::teardown(&conf.name, &args.container_id, &ips).map_err(internal)?;
-        }
-        Ok(())
+        // Rules and links are independent: remove them concurrently.
+        std::thread::scope(|s| {
+            let masq_job = bc
+                .ip_masq
+                .then(|| s.spawn(|| masq::teardown(&conf.name, &args.container_id, &ips)));
+            let links = attach::detach(args, &bc, netns.as_ref());
+            let masq_res =
+                masq_job.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            links?;
+            if let Some(r) = masq_res {
+                r.map_err(internal)?;
+            }
+            Ok(())
+        })
     }
 
     fn check(&self, args: &CmdArgs, conf: &NetConf, _v: CniVersion) -> Result<(), CniError> {

@@ -147,8 +147,22 @@ impl Plugin for PortmapPlugin {
 
     fn del(&self, args: &CmdArgs, conf: &NetConf, _v: CniVersion) -> Result<(), CniError> {
         // Validate, but clean up even when the mappings were not passed again.
-        PortmapConf::parse(conf)?;
+        let (_, maps) = PortmapConf::parse(conf)?;
         let _lock = NetnsLock::take()?;
+        // Fast path: the mappings and addresses are known (libcni passes the
+        // capability args and the cached result): one restore.
+        let fams: Vec<Family> = conf
+            .prev_result()
+            .ok()
+            .flatten()
+            .map(|r| families(&r).into_iter().map(|(f, _)| f).collect())
+            .unwrap_or_default();
+        if !maps.is_empty() && fams == [Family::V4] {
+            let b = rules::del_batch_known(&conf.name, &args.container_id, &maps);
+            if iptables::restore(Family::V4, &b).is_ok() {
+                return Ok(());
+            }
+        }
         for fam in [Family::V4, Family::V6] {
             let t = match iptables::save(fam, "nat") {
                 Ok(t) => t,

@@ -159,20 +159,8 @@ pub fn add_batch(
         b.push('\n');
     }
     b += &format!(":{dn} - [0:0]\n");
-    for proto in ["tcp", "udp"] {
-        let ports: Vec<String> = maps
-            .iter()
-            .filter(|m| m.protocol == proto)
-            .map(|m| m.host_port.to_string())
-            .collect::<Vec<_>>();
-        // multiport takes at most 15 ports per rule.
-        for chunk in ports.chunks(15) {
-            b += &format!(
-                "-A {DNAT_CHAIN} -p {proto} -m comment --comment {} -m multiport --dports {} -j {dn}\n",
-                dnat_comment(net, id),
-                chunk.join(",")
-            );
-        }
+    for j in jump_rules(net, id, maps) {
+        b += &format!("-A {j}\n");
     }
     let pod_net = format!("{}/{}", pod.network(), pod.prefix());
     let host_pfx = if fam == Family::V4 { 32 } else { 128 };
@@ -199,6 +187,40 @@ pub fn add_batch(
         b += &format!("-A {dn} {d}-p {p} -m {p} --dport {hp} -j DNAT --to-destination {to}\n");
     }
     b += "COMMIT\n";
+    b
+}
+
+/// The CNI-HOSTPORT-DNAT → per-container jumps for `maps` (without `-A`).
+fn jump_rules(net: &str, id: &str, maps: &[Mapping]) -> Vec<String> {
+    let dn = dn_chain(net, id);
+    let mut out = Vec::new();
+    for proto in ["tcp", "udp"] {
+        let ports: Vec<String> = maps
+            .iter()
+            .filter(|m| m.protocol == proto)
+            .map(|m| m.host_port.to_string())
+            .collect();
+        // multiport takes at most 15 ports per rule.
+        for chunk in ports.chunks(15) {
+            out.push(format!(
+                "{DNAT_CHAIN} -p {proto} -m comment --comment {} -m multiport --dports {} -j {dn}",
+                dnat_comment(net, id),
+                chunk.join(",")
+            ));
+        }
+    }
+    out
+}
+
+/// The DEL batch built from the mappings ADD was given, without reading
+/// the table (fails as a whole when the rules differ; then use [`del_batch`]).
+pub fn del_batch_known(net: &str, id: &str, maps: &[Mapping]) -> String {
+    let dn = dn_chain(net, id);
+    let mut b = String::from("*nat\n");
+    for j in jump_rules(net, id, maps) {
+        b += &format!("-D {j}\n");
+    }
+    b += &format!("-F {dn}\n-X {dn}\nCOMMIT\n");
     b
 }
 
