@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::init::{child_preamble, exec_process, fail, setup_process};
+use super::seams::CgroupExt;
 use super::{ContainerError, seams, sys};
 use crate::channel::{self, ChannelError, ToChild, ToParent};
 use crate::namespaces::Plan;
@@ -215,7 +216,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
                 pid = p;
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
                 if let Some(cg) = &cgroup {
-                    cg.apply(p).map_err(ContainerError::Cgroup)?;
+                    cg.apply_pid(p).map_err(ContainerError::Cgroup)?;
                 }
                 parent.send(&ToChild::Go {
                     state: String::new(),

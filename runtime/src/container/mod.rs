@@ -23,7 +23,7 @@ use crate::channel::{self, ChannelError, ToChild, ToParent};
 use crate::config::{self, Bundle, ConfigError};
 use crate::namespaces::{self, NamespaceError, Plan};
 use crate::state::{Locked, State, StateError, Status, Store};
-use seams::{Cgroup, HookPoint};
+use seams::{Cgroup, CgroupExt, HookPoint};
 
 pub use exec::{ExecOptions, exec};
 
@@ -106,6 +106,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
         .map(|p| p.to_string_lossy().into_owned());
     let cgroup =
         seams::open_cgroup(cgroups_path.as_deref(), &opts.id).map_err(ContainerError::Cgroup)?;
+    seams::validate(&bundle.spec, cgroup.as_ref()).map_err(ContainerError::Invalid)?;
     let console = match &opts.console_socket {
         Some(p) => Some(crate::terminal::connect(p)?),
         None => None,
@@ -159,7 +160,7 @@ impl Cleanup<'_> {
             let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
         }
         if let Some(cg) = self.cgroup {
-            if let Err(e) = cg.destroy() {
+            if let Err(e) = cg.remove() {
                 crate::logging::warn(&format!("remove cgroup: {e}"));
             }
         }
@@ -249,9 +250,9 @@ fn spawn(
                 state.pid = pid;
                 state.init_start = crate::sys::process_start_time(pid).unwrap_or(0);
                 if let Some(cg) = cgroup {
-                    cg.apply(pid).map_err(ContainerError::Cgroup)?;
+                    cg.apply_pid(pid).map_err(ContainerError::Cgroup)?;
                     if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
-                        cg.set(r).map_err(ContainerError::Cgroup)?;
+                        cg.set_resources(r).map_err(ContainerError::Cgroup)?;
                     }
                 }
                 let json = serde_json::to_string(&state.oci(Status::Creating)).unwrap_or_default();
@@ -393,7 +394,7 @@ pub fn kill(store: &Store, id: &str, signal: Signal, all: bool) -> Result<(), Co
         let cg = seams::open_cgroup(state.cgroups_path.as_deref(), id)
             .map_err(ContainerError::Cgroup)?;
         let mut pids = match &cg {
-            Some(cg) => cg.pids().map_err(ContainerError::Cgroup)?,
+            Some(cg) => cg.list_pids().map_err(ContainerError::Cgroup)?,
             None => Vec::new(),
         };
         if status != Status::Stopped && !pids.contains(&state.pid) {
@@ -445,13 +446,13 @@ pub fn destroy(locked: Locked, state: State, reaped: bool) -> Result<(), Contain
         .map_err(ContainerError::Cgroup)?;
     if !reaped && crate::sys::process_alive(state.pid, state.init_start) {
         if let Some(cg) = &cg {
-            let _ = cg.thaw();
+            let _ = cg.thaw_all();
         }
         let _ = nix::sys::signal::kill(Pid::from_raw(state.pid), Signal::SIGKILL);
         wait_gone(state.pid, state.init_start, Duration::from_secs(10));
     }
     if let Some(cg) = &cg {
-        cg.destroy().map_err(ContainerError::Cgroup)?;
+        cg.remove().map_err(ContainerError::Cgroup)?;
     }
     let spec = load_spec(&locked).ok();
     locked.remove()?;
@@ -490,7 +491,7 @@ pub fn pids(store: &Store, id: &str) -> Result<Vec<i32>, ContainerError> {
     let cg =
         seams::open_cgroup(state.cgroups_path.as_deref(), id).map_err(ContainerError::Cgroup)?;
     let mut pids = match &cg {
-        Some(cg) => cg.pids().map_err(ContainerError::Cgroup)?,
+        Some(cg) => cg.list_pids().map_err(ContainerError::Cgroup)?,
         None => Vec::new(),
     };
     if pids.is_empty() && locked.status(&state) != Status::Stopped {
@@ -518,10 +519,10 @@ pub fn set_paused(store: &Store, id: &str, pause: bool) -> Result<(), ContainerE
         .map_err(ContainerError::Cgroup)?
         .ok_or_else(|| ContainerError::Invalid(format!("container {id} has no cgroup")))?;
     if pause {
-        cg.freeze().map_err(ContainerError::Cgroup)?;
+        cg.freeze_all().map_err(ContainerError::Cgroup)?;
         state.status = Status::Paused;
     } else {
-        cg.thaw().map_err(ContainerError::Cgroup)?;
+        cg.thaw_all().map_err(ContainerError::Cgroup)?;
         state.status = Status::Running;
     }
     locked.save(&state)?;

@@ -1,35 +1,13 @@
 //! The seams to the modules other parts of husk provide: cgroups, hooks and
-//! seccomp. Every call into them goes through here, so the lifecycle code
-//! reads the same whichever implementation is merged.
+//! seccomp. Every call into them goes through here, so errors get the same
+//! shape (a message naming what failed) in the lifecycle code.
 
-use oci_spec::runtime::{Hook, LinuxResources, LinuxSeccomp};
+use oci_spec::runtime::{Hook, LinuxResources, LinuxSeccomp, Spec};
 
-/// Which OCI hook list to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HookPoint {
-    Prestart,
-    CreateRuntime,
-    CreateContainer,
-    StartContainer,
-    Poststart,
-    Poststop,
-}
-
-impl HookPoint {
-    pub fn name(self) -> &'static str {
-        match self {
-            HookPoint::Prestart => "prestart",
-            HookPoint::CreateRuntime => "createRuntime",
-            HookPoint::CreateContainer => "createContainer",
-            HookPoint::StartContainer => "startContainer",
-            HookPoint::Poststart => "poststart",
-            HookPoint::Poststop => "poststop",
-        }
-    }
-}
+pub use crate::hooks::HookKind as HookPoint;
 
 /// The hooks of one kind from a spec.
-pub fn hooks_of(spec: &oci_spec::runtime::Spec, point: HookPoint) -> &[Hook] {
+pub fn hooks_of(spec: &Spec, point: HookPoint) -> &[Hook] {
     let Some(h) = spec.hooks() else { return &[] };
     let list = match point {
         #[allow(deprecated)]
@@ -48,54 +26,78 @@ pub fn run_hooks(point: HookPoint, hooks: &[Hook], state_json: &[u8]) -> Result<
     if hooks.is_empty() {
         return Ok(());
     }
-    let _ = state_json;
-    Err(format!(
-        "{} hooks: hook support is not in this build yet",
-        point.name()
-    ))
+    crate::hooks::run(point, hooks, state_json).map_err(|e| format!("{point} hook: {e}"))
+}
+
+/// Check hooks, seccomp and resources before anything is created.
+pub fn validate(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<(), String> {
+    for point in [
+        HookPoint::Prestart,
+        HookPoint::CreateRuntime,
+        HookPoint::CreateContainer,
+        HookPoint::StartContainer,
+        HookPoint::Poststart,
+        HookPoint::Poststop,
+    ] {
+        let hooks = hooks_of(spec, point);
+        if !hooks.is_empty() {
+            crate::hooks::validate(point, hooks).map_err(|e| format!("config.json: hooks: {e}"))?;
+        }
+    }
+    let linux = spec.linux().as_ref();
+    if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
+        crate::seccomp::validate(s).map_err(|e| format!("config.json: linux.seccomp: {e}"))?;
+    }
+    if let (Some(cg), Some(r)) = (cgroup, linux.and_then(|l| l.resources().as_ref())) {
+        cg.validate(r)
+            .map_err(|e| format!("config.json: linux.resources: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Load a seccomp filter into the calling process.
 pub fn apply_seccomp(seccomp: &LinuxSeccomp) -> Result<(), String> {
-    let _ = seccomp;
-    Err("linux.seccomp: seccomp support is not in this build yet".into())
+    crate::seccomp::apply(seccomp).map_err(|e| format!("seccomp: {e}"))
 }
 
 /// A container's cgroup.
-pub struct Cgroup {
-    _path: Option<String>,
-}
+pub type Cgroup = Box<dyn crate::cgroups::CgroupManager>;
 
-/// Resolve a container's cgroup (creates nothing).
+/// Resolve a container's cgroup (creates nothing). Every container gets one,
+/// as with runc: without a cgroupsPath, runc's default path for the id.
 pub fn open_cgroup(path: Option<&str>, id: &str) -> Result<Option<Cgroup>, String> {
-    let _ = id;
-    Ok(path.map(|p| Cgroup {
-        _path: Some(p.to_string()),
-    }))
-    .map(|_: Option<Cgroup>| None)
+    crate::cgroups::open(path, id)
+        .map(Some)
+        .map_err(|e| format!("linux.cgroupsPath: {e}"))
 }
 
-impl Cgroup {
-    /// Create the cgroup and move `pid` into it.
-    pub fn apply(&self, _pid: i32) -> Result<(), String> {
-        Ok(())
+/// Adapters returning string errors.
+pub trait CgroupExt {
+    fn apply_pid(&self, pid: i32) -> Result<(), String>;
+    fn set_resources(&self, r: &LinuxResources) -> Result<(), String>;
+    fn list_pids(&self) -> Result<Vec<i32>, String>;
+    fn freeze_all(&self) -> Result<(), String>;
+    fn thaw_all(&self) -> Result<(), String>;
+    fn remove(&self) -> Result<(), String>;
+}
+
+impl CgroupExt for Cgroup {
+    fn apply_pid(&self, pid: i32) -> Result<(), String> {
+        self.apply(pid).map_err(|e| e.to_string())
     }
-    /// Apply resource limits.
-    pub fn set(&self, _r: &LinuxResources) -> Result<(), String> {
-        Ok(())
+    fn set_resources(&self, r: &LinuxResources) -> Result<(), String> {
+        self.set(r).map_err(|e| e.to_string())
     }
-    /// Pids in the cgroup.
-    pub fn pids(&self) -> Result<Vec<i32>, String> {
-        Ok(Vec::new())
+    fn list_pids(&self) -> Result<Vec<i32>, String> {
+        self.pids().map_err(|e| e.to_string())
     }
-    pub fn freeze(&self) -> Result<(), String> {
-        Err("pause: cgroup support is not in this build yet".into())
+    fn freeze_all(&self) -> Result<(), String> {
+        self.freeze().map_err(|e| e.to_string())
     }
-    pub fn thaw(&self) -> Result<(), String> {
-        Err("resume: cgroup support is not in this build yet".into())
+    fn thaw_all(&self) -> Result<(), String> {
+        self.thaw().map_err(|e| e.to_string())
     }
-    /// Kill what is left and remove the cgroup.
-    pub fn destroy(&self) -> Result<(), String> {
-        Ok(())
+    fn remove(&self) -> Result<(), String> {
+        self.destroy().map_err(|e| e.to_string())
     }
 }
