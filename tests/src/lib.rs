@@ -8,6 +8,7 @@ pub mod bins;
 pub mod cgroup;
 pub mod cni;
 pub mod netns;
+pub mod oci;
 pub mod rootfs;
 
 use std::sync::Once;

@@ -60,9 +60,15 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     let Some(set) = sigset else {
         return Ok(0);
     };
-    let code = container::signals::forward_and_wait(created.state.pid, &set);
+    // Other commands (kill, state, exec) must work while we wait: let go of the lock.
+    let container::Created { locked, state, .. } = created;
+    drop(locked);
+    let code = container::signals::forward_and_wait(state.pid, &set);
     if !a.keep {
-        container::destroy(created.locked, created.state, true).with_context(ctx)?;
+        // A concurrent `delete --force` may have removed it already.
+        if let Ok(locked) = store.open(&a.id) {
+            container::destroy(locked, state, true).with_context(ctx)?;
+        }
     }
     Ok(code)
 }

@@ -1,0 +1,236 @@
+//! The OCI lifecycle through the runtime's CLI: create/start rendezvous,
+//! state, kill, delete, run's exit status and signals, list and ps.
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use husk_tests::oci::{Bundle, Runtime, alive, host_mounts_under, wait_gone};
+use husk_tests::require_root;
+
+#[test]
+fn create_blocks_until_start_then_runs() {
+    require_root!();
+    let rt = Runtime::new();
+    let b = Bundle::new(&rt, "c", &["sh", "-c", "touch /started; exec sleep 300"]);
+    let pidfile = b.path().join("pid");
+    rt.detached(&[
+        "create",
+        "--bundle",
+        b.path_str(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        "c1",
+    ]);
+    let st = rt.state("c1");
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], "c1");
+    assert!(st["ociVersion"].is_string(), "{st}");
+    assert!(st["created"].as_str().unwrap().ends_with('Z'), "{st}");
+    assert_eq!(st["bundle"], b.path_str());
+    assert_eq!(st["rootfs"].as_str().unwrap(), b.rootfs().to_str().unwrap());
+    assert!(st.get("owner").is_some(), "{st}");
+    let pid = st["pid"].as_i64().unwrap() as i32;
+    let from_file: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, from_file);
+    assert!(alive(pid));
+    // The user program has not run yet.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!b.rootfs().join("started").exists(), "ran before start");
+    assert_eq!(rt.state("c1")["status"], "created");
+
+    rt.detached(&["start", "c1"]);
+    rt.wait_status("c1", "running");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !b.rootfs().join("started").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not run after start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // `exec sleep` follows the touch: the init becomes the user's program.
+    loop {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        if cmdline.starts_with(b"sleep\0300") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{cmdline:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A second start is refused.
+    assert!(!rt.out(&["start", "c1"]).status.success());
+
+    rt.ok(&["kill", "c1", "KILL"]);
+    assert!(wait_gone(pid));
+    rt.wait_status("c1", "stopped");
+    assert_eq!(rt.state("c1")["pid"], 0);
+    rt.ok(&["delete", "c1"]);
+    assert!(rt.status("c1").is_none());
+}
+
+#[test]
+fn delete_refuses_running_and_force_leaves_nothing() {
+    require_root!();
+    let rt = Runtime::new();
+    let b = Bundle::new(&rt, "c", &["sleep", "300"]);
+    rt.detached(&["run", "--detach", "--bundle", b.path_str(), "d1"]);
+    let pid = rt.state("d1")["pid"].as_i64().unwrap() as i32;
+    let o = rt.out(&["delete", "d1"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("running"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(alive(pid), "a refused delete must not kill");
+    assert!(!rt.cgroup.dirs().is_empty(), "container has a cgroup");
+
+    rt.ok(&["delete", "--force", "d1"]);
+    assert!(wait_gone(pid), "init still alive");
+    assert!(!rt.state_dir("d1").exists(), "state dir left");
+    let leaf: Vec<_> = rt
+        .cgroup
+        .dirs()
+        .iter()
+        .map(|d| d.join("c"))
+        .filter(|d| d.exists())
+        .collect();
+    assert!(leaf.is_empty(), "cgroup left: {leaf:?}");
+    assert!(
+        host_mounts_under(b.path()).is_empty(),
+        "mounts left on the host"
+    );
+    assert!(rt.status("d1").is_none());
+}
+
+#[test]
+fn run_propagates_exit_status() {
+    require_root!();
+    let rt = Runtime::new();
+    let b = Bundle::new(&rt, "c", &["sh", "-c", "exit 42"]);
+    let st = rt
+        .cmd(&["run", "--bundle", b.path_str(), "e1"])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(42));
+    assert!(rt.status("e1").is_none(), "run deletes the container");
+    assert!(!rt.state_dir("e1").exists());
+}
+
+#[test]
+fn run_reports_128_plus_signal() {
+    require_root!();
+    let rt = Runtime::new();
+    // Without a pid namespace of its own the process is not an init: a signal
+    // without a handler kills it, and run exits with 128+N.
+    let mut b = Bundle::new(&rt, "c", &["sh", "-c", "kill -TERM $$; sleep 5"]);
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+    });
+    let st = rt
+        .cmd(&["run", "--bundle", b.path_str(), "s1"])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(128 + 15), "{st:?}");
+}
+
+#[test]
+fn pid1_without_handler_ignores_sigterm_but_not_sigkill() {
+    require_root!();
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&rt, "c", &["sleep", "300"]);
+    b.edit(|_| {});
+    let mut child = rt
+        .cmd(&["run", "--bundle", b.path_str(), "t1"])
+        .spawn()
+        .unwrap();
+    rt.wait_status("t1", "running");
+    rt.ok(&["kill", "t1", "TERM"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        rt.status("t1").as_deref(),
+        Some("running"),
+        "pid 1 ignored SIGTERM"
+    );
+    assert!(child.try_wait().unwrap().is_none());
+    // The foreground runtime forwards signals: SIGKILL through it is not ignorable.
+    rt.ok(&["kill", "t1", "9"]);
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(137), "{st:?}");
+}
+
+#[test]
+fn pid1_with_handler_gets_forwarded_sigterm() {
+    require_root!();
+    let rt = Runtime::new();
+    let b = Bundle::new(
+        &rt,
+        "c",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; touch /ready; while :; do sleep 0.05; done",
+        ],
+    );
+    let mut child = rt
+        .cmd(&["run", "--bundle", b.path_str(), "h1"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !b.rootfs().join("ready").exists() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Signal the foreground runtime itself: it forwards to the container.
+    // SAFETY: kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(7), "{st:?} {:?}", st.signal());
+}
+
+#[test]
+fn list_and_ps() {
+    require_root!();
+    let rt = Runtime::new();
+    let b = Bundle::new(&rt, "c", &["sh", "-c", "sleep 300 & exec sleep 301"]);
+    rt.detached(&["run", "-d", "--bundle", b.path_str(), "l1"]);
+    let table = rt.ok(&["list"]);
+    let mut lines = table.lines();
+    let header: Vec<_> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    );
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("l1 ") && row.contains("running"), "{row}");
+    let json: serde_json::Value =
+        serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap();
+    assert_eq!(json[0]["id"], "l1");
+    assert_eq!(json[0]["status"], "running");
+
+    let pid = rt.state("l1")["pid"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let pids = loop {
+        let pids: Vec<i64> =
+            serde_json::from_str(&rt.ok(&["ps", "--format", "json", "l1"])).unwrap();
+        if pids.len() == 2 || std::time::Instant::now() > deadline {
+            break pids;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(pids.contains(&pid));
+    let ps = rt.ok(&["ps", "l1"]);
+    assert!(ps.lines().next().unwrap().contains("PID"), "{ps}");
+    assert!(ps.contains("sleep 301") && ps.contains("sleep 300"), "{ps}");
+    assert_eq!(ps.lines().count(), 3, "{ps}");
+
+    rt.ok(&["kill", "--all", "l1", "KILL"]);
+    rt.wait_status("l1", "stopped");
+    rt.ok(&["delete", "l1"]);
+}
