@@ -55,7 +55,7 @@ fn create_blocks_until_start_then_runs() {
     // `exec sleep` follows the touch: the init becomes the user's program.
     loop {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-        if cmdline.starts_with(b"sleep\0300") {
+        if cmdline.starts_with(b"sleep\x00300") {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{cmdline:?}");
