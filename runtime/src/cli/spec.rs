@@ -11,7 +11,8 @@ pub struct Args {
     pub bundle: PathBuf,
 }
 
-/// The default spec (the same content as runc's).
+/// The default spec: runc's, except `linux.resources` (left to the caller,
+/// so the spec runs on any cgroup layout) and the hostname.
 pub fn default_spec() -> serde_json::Value {
     let caps = serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     serde_json::json!({
@@ -49,7 +50,6 @@ pub fn default_spec() -> serde_json::Value {
              "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
         ],
         "linux": {
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "namespaces": [
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
                 {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
