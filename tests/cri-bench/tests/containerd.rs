@@ -1,0 +1,107 @@
+//! cri-bench against a real containerd (scripts/bench/containerd-cri): every
+//! mode once with a few pods, the shape of its report, and nothing left behind.
+
+mod common;
+
+use common::{Containerd, metric, op_count, ops};
+
+#[test]
+fn every_mode_reports_and_cleans_up() {
+    let c = Containerd::start();
+
+    let r = c.report(&["lifecycle", "--count", "2"]);
+    assert_eq!(r["mode"], "lifecycle");
+    assert_eq!(r["count"], 2);
+    assert!(
+        r["runtime"].as_str().unwrap().starts_with("containerd"),
+        "{r}"
+    );
+    for op in [
+        "RunPodSandbox",
+        "CreateContainer",
+        "StartContainer",
+        "ContainerStatus",
+        "StopContainer",
+        "RemoveContainer",
+        "StopPodSandbox",
+        "RemovePodSandbox",
+    ] {
+        assert_eq!(op_count(&r, op), 2, "{op} in {r}");
+    }
+    for o in r["ops"].as_array().unwrap() {
+        let (med, p90, max) = (
+            o["median_ms"].as_f64().unwrap(),
+            o["p90_ms"].as_f64().unwrap(),
+            o["max_ms"].as_f64().unwrap(),
+        );
+        assert!(med > 0.0 && med <= p90 && p90 <= max, "{o}");
+    }
+    c.assert_nothing_left();
+
+    let r = c.report(&["parallel", "--count", "3", "--concurrency", "2"]);
+    assert_eq!(r["concurrency"], 2);
+    assert_eq!(op_count(&r, "StartContainer"), 3);
+    assert_eq!(op_count(&r, "RemovePodSandbox"), 3);
+    assert!(metric(&r, "wall time until all pods run") > 0.0);
+    c.assert_nothing_left();
+
+    let r = c.report(&["images", "--count", "2"]);
+    assert_eq!(
+        ops(&r),
+        ["PullImage", "ImageStatus", "ListImages", "RemoveImage"]
+    );
+    assert_eq!(op_count(&r, "PullImage"), 2);
+    // The image was there before (the pod modes pulled it and removed it
+    // again, so it was not: either way the runtime ends as it started).
+    let out = c.run(&["images", "--count", "1", "--output", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let r = c.report(&["density", "--count", "2", "--settle", "0.5"]);
+    assert_eq!(op_count(&r, "StartContainer"), 2);
+    // containerd 1.6 runs one shim per pod.
+    assert_eq!(metric(&r, "per-pod processes (shims)"), 2.0, "{r}");
+    assert!(metric(&r, "daemon RSS idle") > 1.0, "{r}");
+    assert!(metric(&r, "shim RSS median") > 1.0, "{r}");
+    let procs = r["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 3, "daemon + 2 shims: {r}");
+    assert_eq!(procs[0]["comm"], "containerd");
+    for p in &procs[1..] {
+        assert!(
+            p["comm"].as_str().unwrap().starts_with("containerd-shim"),
+            "{p}"
+        );
+    }
+    c.assert_nothing_left();
+}
+
+#[test]
+fn saved_reports_compare() {
+    let c = Containerd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    for f in [&a, &b] {
+        let out = c.run(&["lifecycle", "--count", "1", "--save", f.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The table goes to stdout when JSON is saved.
+        assert!(String::from_utf8_lossy(&out.stdout).contains("RunPodSandbox"));
+    }
+    let out = c.run(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("RunPodSandbox median"), "{text}");
+    assert!(text.contains("B/A"), "{text}");
+    c.assert_nothing_left();
+}
