@@ -51,7 +51,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(e) = source {
-        s.push_str(&format!(": {e}"));
+        let text = e.to_string();
+        if !s.contains(&text) {
+            s.push_str(&format!(": {text}"));
+        }
         source = e.source();
     }
     s
@@ -60,8 +63,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// A status with its code, message, and the transport error under it if any.
 fn describe_status(status: &tonic::Status) -> String {
     let mut s = format!("{:?}: {}", status.code(), status.message());
+    // A transport failure hides under the status; a server's own status repeats itself there.
     if let Some(e) = std::error::Error::source(status) {
-        s.push_str(&format!(" ({})", error_chain(e)));
+        let chain = error_chain(e);
+        if !chain.contains(status.message()) {
+            s.push_str(&format!(" ({chain})"));
+        }
     }
     s
 }

@@ -130,16 +130,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let run_id = spec::new_run_id();
     let tracker = Tracker::new(&run_id);
     let started_at = report::now_rfc3339();
-    let (mode, count, concurrency) = match &cli.command {
-        Command::Lifecycle(p) => ("lifecycle", p.count, None),
-        Command::Parallel { pods, concurrency } => ("parallel", pods.count, Some(*concurrency)),
-        Command::Images { count, .. } => ("images", *count, None),
-        Command::Density {
-            pods, concurrency, ..
-        } => ("density", pods.count, Some(*concurrency)),
-        Command::List { .. } | Command::Cleanup | Command::Compare { .. } => {
-            unreachable!("handled above")
-        }
+    let Some((mode, count, concurrency)) = mode_of(&cli.command) else {
+        anyhow::bail!("not a benchmark mode");
     };
 
     let work = run_mode(&cli.command, &client, &tracker, &run_id);
@@ -197,6 +189,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// A benchmark mode's name, count and concurrency; None for the other commands.
+fn mode_of(command: &Command) -> Option<(&'static str, usize, Option<usize>)> {
+    match command {
+        Command::Lifecycle(p) => Some(("lifecycle", p.count, None)),
+        Command::Parallel { pods, concurrency } => {
+            Some(("parallel", pods.count, Some(*concurrency)))
+        }
+        Command::Images { count, .. } => Some(("images", *count, None)),
+        Command::Density {
+            pods, concurrency, ..
+        } => Some(("density", pods.count, Some(*concurrency))),
+        Command::List { .. } | Command::Cleanup | Command::Compare { .. } => None,
+    }
+}
+
 async fn run_mode(
     command: &Command,
     client: &CriClient,
@@ -232,9 +239,13 @@ async fn run_mode(
     };
     match command {
         Command::Lifecycle(p) => modes::lifecycle::run(&pod_run("lifecycle", p)?, p.count).await,
+        Command::Parallel { concurrency: 0, .. } | Command::Density { concurrency: 0, .. } => {
+            anyhow::bail!("--concurrency: must be at least 1")
+        }
         Command::Parallel { pods, concurrency } => {
             modes::parallel::run(&pod_run("parallel", pods)?, pods.count, *concurrency).await
         }
+        Command::Images { count: 0, .. } => anyhow::bail!("--count: must be at least 1"),
         Command::Images { count, image } => {
             modes::images::run(client, tracker, image, *count).await
         }

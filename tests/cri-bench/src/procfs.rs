@@ -59,6 +59,16 @@ pub fn ppid(pid: i32) -> Result<i32, ProcError> {
         })
 }
 
+/// The basename of argv[0] (comm is cut at 15 bytes: `containerd-shim`).
+fn program_name(pid: i32) -> Result<String, ProcError> {
+    let cmdline = read(pid, "cmdline").unwrap_or_default();
+    let argv0 = cmdline.split('\0').next().unwrap_or("");
+    match argv0.rsplit('/').next() {
+        Some(name) if !name.is_empty() => Ok(name.to_string()),
+        _ => Ok(read(pid, "comm")?.trim_end().to_string()),
+    }
+}
+
 /// RSS, PSS and name of a process.
 pub fn mem(pid: i32) -> Result<ProcMem, ProcError> {
     let status = read(pid, "status")?;
@@ -67,7 +77,7 @@ pub fn mem(pid: i32) -> Result<ProcMem, ProcError> {
         file: "status",
         field: "VmRSS",
     })?;
-    let comm = read(pid, "comm")?.trim_end().to_string();
+    let comm = program_name(pid)?;
     let pss_kib = read(pid, "smaps_rollup")
         .ok()
         .and_then(|s| kib_field(&s, "Pss"));

@@ -70,12 +70,38 @@ fn every_mode_reports_and_cleans_up() {
     assert_eq!(procs.len(), 3, "daemon + 2 shims: {r}");
     assert_eq!(procs[0]["comm"], "containerd");
     for p in &procs[1..] {
-        assert!(
-            p["comm"].as_str().unwrap().starts_with("containerd-shim"),
-            "{p}"
-        );
+        assert_eq!(p["comm"], "containerd-shim-runc-v2", "{p}");
     }
     c.assert_nothing_left();
+    c.stop_and_check_clean();
+}
+
+/// The script's teardown removes what a client killed with SIGKILL left running.
+#[test]
+fn teardown_removes_what_a_killed_client_left() {
+    let c = Containerd::start();
+    let mut child = c
+        .cri_bench(&["density", "--count", "2", "--settle", "300"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while c.leftovers().1 < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "density did not start 2 containers"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        c.leftovers(),
+        (2, 2),
+        "the killed client could not clean up"
+    );
+    c.stop_and_check_clean();
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! The daemon is the process serving the socket (SO_PEERCRED). Each pod's
 //! sandbox and container pids come from the verbose status info; their parent
 //! processes are the shims (or the daemon itself, for a runtime without shims).
+//! "at start" is read before anything else; "idle" once the image is present
+//! (a pull grows the daemon), right before the first pod.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -28,13 +30,14 @@ pub struct DensityOptions {
 
 pub async fn run(pods: &PodRun, o: &DensityOptions) -> anyhow::Result<Outcome> {
     let mut c = pods.client.clone();
-    ensure_image(&mut c, &pods.tracker, &pods.template.image).await?;
     let daemon_pid = match o.daemon_pid {
         Some(p) => p,
         None => crate::client::server_pid(c.endpoint())
             .await
             .context("find the CRI daemon's pid (give --daemon-pid)")?,
     };
+    let at_start = procfs::mem(daemon_pid).context("the CRI daemon")?;
+    ensure_image(&mut c, &pods.tracker, &pods.template.image).await?;
     let idle = procfs::mem(daemon_pid).context("the CRI daemon")?;
 
     let (started, mut t) = for_each_concurrently(o.count, o.concurrency, |i| {
@@ -91,6 +94,7 @@ pub async fn run(pods: &PodRun, o: &DensityOptions) -> anyhow::Result<Outcome> {
 
     let mib = |kib: u64| kib as f64 / 1024.0;
     let mut metrics = vec![
+        Metric::new("daemon RSS at start", mib(at_start.rss_kib), "MiB"),
         Metric::new("daemon RSS idle", mib(idle.rss_kib), "MiB"),
         Metric::new(
             &format!("daemon RSS with {} pods", o.count),

@@ -20,6 +20,7 @@ pub struct Containerd {
     pub endpoint: String,
     pub image: String,
     pub cgroup_parent: String,
+    pub netns: String,
 }
 
 impl Containerd {
@@ -42,6 +43,7 @@ impl Containerd {
             endpoint: String::new(),
             image: String::new(),
             cgroup_parent: String::new(),
+            netns: String::new(),
         };
         let env_file = c.dir.path().join("env");
         let deadline = Instant::now() + Duration::from_secs(300);
@@ -65,6 +67,7 @@ impl Containerd {
         c.endpoint = get("CRI_ENDPOINT");
         c.image = get("IMAGE");
         c.cgroup_parent = get("CGROUP_PARENT");
+        c.netns = get("CRI_NETNS");
         c
     }
 
@@ -121,6 +124,33 @@ impl Containerd {
             (0, 0),
             "cri-bench left sandboxes/containers behind"
         );
+    }
+}
+
+impl Containerd {
+    /// Tears down and checks that the script left nothing: no netns, no
+    /// cgroup (a cgroup with a live process in it cannot be removed), no temp dir.
+    pub fn stop_and_check_clean(self) {
+        let netns = Path::new("/run/netns").join(&self.netns);
+        let top = self
+            .cgroup_parent
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .expect("cgroup parent")
+            .to_string();
+        let socket = PathBuf::from(self.endpoint.trim_start_matches("unix://"));
+        let tmp = socket.parent().expect("socket dir").to_path_buf();
+        drop(self);
+        assert!(!netns.exists(), "{} is left", netns.display());
+        assert!(!tmp.exists(), "{} is left", tmp.display());
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .expect("cgroup mounts")
+            .flatten()
+        {
+            let dir = h.path().join(&top);
+            assert!(!dir.exists(), "{} is left", dir.display());
+        }
     }
 }
 
