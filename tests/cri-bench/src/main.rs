@@ -85,7 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         for o in items {
                             println!(
                                 "{kind:<10} {:<16} {:<24} {:<22} {}",
-                                &o.id[..o.id.len().min(13)],
+                                o.id.chars().take(13).collect::<String>(),
                                 o.run,
                                 o.state,
                                 o.name
@@ -158,7 +158,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("cri-bench: {mode} run {run_id} failed: {e:#}");
             return Ok(ExitCode::FAILURE);
         }
-        Err(Stop::Interrupted(_)) => return Ok(ExitCode::from(130)),
+        // The shell convention: 128 + the signal's number.
+        Err(Stop::Interrupted(sig)) => {
+            return Ok(ExitCode::from(if sig == "SIGTERM" { 143 } else { 130 }));
+        }
     };
 
     let report = Report {
