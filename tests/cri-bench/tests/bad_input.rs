@@ -145,5 +145,6 @@ fn failures_and_interrupts_against_containerd_leave_nothing() {
     assert_eq!(out.status.code(), Some(130));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("SIGINT"), "{err}");
+    assert!(!err.contains("cleanup of run"), "cleanup failed: {err}");
     c.assert_nothing_left();
 }
