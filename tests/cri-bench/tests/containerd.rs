@@ -70,7 +70,8 @@ fn every_mode_reports_and_cleans_up() {
     c.stop_and_check_clean();
 }
 
-/// The script's teardown removes what a client killed with SIGKILL left running.
+/// Pods' networking stays in the script's netns, and the script's teardown
+/// removes what a client killed with SIGKILL left running.
 #[test]
 fn teardown_removes_what_a_killed_client_left() {
     let c = Containerd::start();
@@ -88,6 +89,39 @@ fn teardown_removes_what_a_killed_client_left() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+
+    // The CNI plugins ran inside the script's netns: their NAT rules (commented
+    // with the sandbox id) and the bridge are there, not in the host's netns.
+    let out = c.run(&["list", "--output", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sandbox_id = list["sandboxes"][0]["id"].as_str().unwrap().to_string();
+    let netns_nat = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", c.netns))
+        .args(["iptables-save", "-t", "nat"])
+        .output()
+        .unwrap();
+    let netns_nat = String::from_utf8_lossy(&netns_nat.stdout);
+    assert!(
+        netns_nat.contains(&sandbox_id) && netns_nat.contains("MASQUERADE"),
+        "no CNI rules for {sandbox_id} in the netns:\n{netns_nat}"
+    );
+    let host_rules = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&host_rules.stdout).contains(&sandbox_id),
+        "CNI rules of {sandbox_id} in the host's netns"
+    );
+    let host_bridge = std::process::Command::new("ip")
+        .args(["link", "show", "crib0"])
+        .output()
+        .unwrap();
+    assert!(
+        !host_bridge.status.success(),
+        "bridge crib0 in the host's netns"
+    );
+
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(
