@@ -74,7 +74,7 @@ pub enum Command {
         #[arg(long)]
         daemon_pid: Option<i32>,
     },
-    /// The sandboxes and containers cri-bench created that still exist.
+    /// The sandboxes and containers cri-bench created that still exist, and the runtime's images.
     List {
         /// Only those of this run id.
         #[arg(long)]

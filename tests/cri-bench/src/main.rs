@@ -92,6 +92,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             );
                         }
                     }
+                    for image in &left.images {
+                        println!("{:<10} {image}", "image");
+                    }
                 }
             }
             return Ok(ExitCode::SUCCESS);

@@ -37,6 +37,12 @@ fn every_mode_reports_and_cleans_up() {
         assert!(med > 0.0 && med <= p90 && p90 <= max, "{o}");
     }
     c.assert_nothing_left();
+    // The run pulled the image; its cleanup removed it again. containerd
+    // pulled the pause image itself for the sandboxes: that one stays.
+    let images = c.images();
+    assert!(!images.contains(&c.image), "{images:?}");
+    let pause = "docker.io/husk/pause:latest".to_string();
+    assert!(images.contains(&pause), "{images:?}");
 
     let r = c.report(&["parallel", "--count", "3", "--concurrency", "2"]);
     assert_eq!(r["concurrency"], 2);
@@ -53,6 +59,12 @@ fn every_mode_reports_and_cleans_up() {
     assert_eq!(op_count(&r, "PullImage"), 2);
     // Two pulls and two removals of the same image: each pull fetched it anew.
     assert_eq!(op_count(&r, "RemoveImage"), 2);
+    // An image the runtime had before: removed and pulled for every cycle,
+    // and there again at the end.
+    let r = c.report(&["images", "--count", "1", "--image", &pause]);
+    assert_eq!(op_count(&r, "PullImage"), 1);
+    assert!(c.images().contains(&pause));
+    assert!(!c.images().contains(&c.image));
 
     let r = c.report(&["density", "--count", "2", "--settle", "0.5"]);
     assert_eq!(op_count(&r, "StartContainer"), 2);

@@ -1,5 +1,6 @@
 //! `list`: the sandboxes and containers cri-bench created that still exist
-//! (any run, or one run), through ListPodSandbox and ListContainers.
+//! (any run, or one run), through ListPodSandbox and ListContainers, and the
+//! runtime's images (ListImages).
 
 use serde::Serialize;
 
@@ -19,6 +20,8 @@ pub struct Leftover {
 pub struct Leftovers {
     pub sandboxes: Vec<Leftover>,
     pub containers: Vec<Leftover>,
+    /// Every image's repo tags (all images, not only cri-bench's).
+    pub images: Vec<String>,
 }
 
 pub async fn run(client: &CriClient, run_id: Option<&str>) -> anyhow::Result<Leftovers> {
@@ -55,8 +58,16 @@ pub async fn run(client: &CriClient, run_id: Option<&str>) -> anyhow::Result<Lef
             id: c.id,
         })
         .collect();
+    let mut images: Vec<String> = c
+        .list_images()
+        .await?
+        .into_iter()
+        .flat_map(|i| i.repo_tags)
+        .collect();
+    images.sort();
     Ok(Leftovers {
         sandboxes,
         containers,
+        images,
     })
 }

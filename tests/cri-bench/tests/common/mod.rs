@@ -118,6 +118,23 @@ impl Containerd {
         (n("sandboxes"), n("containers"))
     }
 
+    /// The runtime's images (repo tags), from `cri-bench list`.
+    pub fn images(&self) -> Vec<String> {
+        let out = self.run(&["list", "--output", "json"]);
+        assert!(
+            out.status.success(),
+            "cri-bench list: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list JSON");
+        v["images"]
+            .as_array()
+            .expect("images array")
+            .iter()
+            .map(|i| i.as_str().expect("tag").to_string())
+            .collect()
+    }
+
     pub fn assert_nothing_left(&self) {
         assert_eq!(
             self.leftovers(),
