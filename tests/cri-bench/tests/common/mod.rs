@@ -27,10 +27,13 @@ impl Containerd {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         // The command the script runs: publish the environment, then wait for
-        // the test to be done; the script tears everything down after it.
+        // the test to be done (or gone, if it was killed); the script tears
+        // everything down after it.
         let wait = format!(
-            "env > {d}/env.tmp && mv {d}/env.tmp {d}/env && while [ ! -e {d}/done ]; do sleep 0.1; done",
-            d = dir.path().display()
+            "env > {d}/env.tmp && mv {d}/env.tmp {d}/env && \
+             while [ ! -e {d}/done ] && kill -0 {pid} 2>/dev/null; do sleep 0.1; done",
+            d = dir.path().display(),
+            pid = std::process::id()
         );
         let script = Command::new(repo().join("scripts/bench/containerd-cri"))
             .args(["run", "--", "sh", "-c", &wait])
