@@ -116,9 +116,11 @@ impl CgroupManager for V2Manager {
                     format!("the {c} controller is not available in {}", near.display()),
                 ));
             }
-            if let Some(probe) = self.probe_dir(ctrl)
-                && !probe.join(&w.file).exists()
-            {
+            let exists = match self.probe_dir(ctrl) {
+                Some(probe) => probe.join(&w.file).exists(),
+                None => resources::known_file(&w.file),
+            };
+            if !exists {
                 let what = if w.field.contains(".unified.") {
                     "unknown cgroup v2 file"
                 } else {

@@ -349,6 +349,61 @@ fn block_io(b: &LinuxBlockIo, bfq: bool, w: &mut Vec<Write>) -> Result<(), Cgrou
     Ok(())
 }
 
+/// The writable interface files of cgroup v2 (Documentation/admin-guide/cgroup-v2.rst,
+/// Linux 6.x), for checking names when no existing cgroup has the controller
+/// enabled to look at.
+pub fn known_file(file: &str) -> bool {
+    const FILES: &[&str] = &[
+        "cgroup.type",
+        "cgroup.max.descendants",
+        "cgroup.max.depth",
+        "cgroup.freeze",
+        "cgroup.pressure",
+        "cpu.weight",
+        "cpu.weight.nice",
+        "cpu.max",
+        "cpu.max.burst",
+        "cpu.idle",
+        "cpu.uclamp.min",
+        "cpu.uclamp.max",
+        "cpu.pressure",
+        "cpuset.cpus",
+        "cpuset.mems",
+        "cpuset.cpus.partition",
+        "cpuset.cpus.exclusive",
+        "memory.min",
+        "memory.low",
+        "memory.high",
+        "memory.max",
+        "memory.oom.group",
+        "memory.swap.high",
+        "memory.swap.max",
+        "memory.zswap.max",
+        "memory.zswap.writeback",
+        "memory.reclaim",
+        "memory.pressure",
+        "memory.peak",
+        "memory.swap.peak",
+        "io.weight",
+        "io.bfq.weight",
+        "io.max",
+        "io.latency",
+        "io.pressure",
+        "irq.pressure",
+        "pids.max",
+        "rdma.max",
+        "misc.max",
+    ];
+    if FILES.contains(&file) {
+        return true;
+    }
+    // hugetlb.<size>.max and hugetlb.<size>.rsvd.max
+    file.strip_prefix("hugetlb.")
+        .and_then(|r| r.strip_suffix(".max"))
+        .map(|size| size.strip_suffix(".rsvd").unwrap_or(size))
+        .is_some_and(|size| convert::hugepage_kb("", size).is_ok())
+}
+
 /// The controller a v2 file belongs to (`memory.max` → `memory`); core
 /// `cgroup.*` files need none.
 pub fn controller_of(file: &str) -> Option<&str> {
@@ -445,6 +500,28 @@ mod tests {
         }
         let f = files(&plan(&r, true).unwrap());
         assert!(f.contains(&("io.bfq.weight".into(), "500".into())), "{f:?}");
+    }
+
+    #[test]
+    fn known_files_cover_what_plan_writes() {
+        for f in [
+            "memory.max",
+            "cpu.max",
+            "pids.max",
+            "hugetlb.2MB.max",
+            "hugetlb.1GB.rsvd.max",
+            "cgroup.freeze",
+        ] {
+            assert!(known_file(f), "{f}");
+        }
+        for f in [
+            "memory.nosuch",
+            "hugetlb.3XB.max",
+            "cgroup.procs",
+            "cpu.stat",
+        ] {
+            assert!(!known_file(f), "{f}");
+        }
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub fn read(dir: &Path) -> Result<Stats, CgroupError> {
         else {
             continue;
         };
+        // hugetlb.<size>.rsvd.current is the reservation accounting: skip it.
+        if size.contains('.') {
+            continue;
+        }
         let max = fs::read_u64(dir, &format!("hugetlb.{size}.max"))?;
         let failcnt = fs::keyed_value(dir, &format!("hugetlb.{size}.events"), "max")?.unwrap_or(0);
         s.hugetlb.insert(
