@@ -101,9 +101,29 @@ impl ImageIndex {
 
     /// Add or merge an image; its names move away from any other image.
     pub fn upsert(&mut self, mut rec: ImageRecord) -> ImageRecord {
+        let repo_of_tag = |n: &str| {
+            let slash = n.rfind('/').unwrap_or(0);
+            n[slash..]
+                .rfind(':')
+                .map(|i| n[..slash + i].to_string())
+                .unwrap_or_else(|| n.to_string())
+        };
+        let moved_repos: Vec<String> = rec.names.iter().map(|n| repo_of_tag(n)).collect();
         for other in self.images.iter_mut().filter(|i| i.id != rec.id) {
+            let before = other.names.len();
             other.names.retain(|n| !rec.names.contains(n));
+            // An image that lost its last tag to another image is gone (as in
+            // containerd); its content becomes garbage for prune.
+            if before > 0 && other.names.is_empty() {
+                other.repo_digests.retain(|d| {
+                    !moved_repos
+                        .iter()
+                        .any(|r| d.split('@').next() == Some(r.as_str()))
+                });
+            }
         }
+        self.images
+            .retain(|i| i.id == rec.id || !i.names.is_empty() || !i.repo_digests.is_empty());
         if let Some(existing) = self.images.iter_mut().find(|i| i.id == rec.id) {
             for n in existing.names.drain(..) {
                 if !rec.names.contains(&n) {

@@ -352,8 +352,8 @@ impl Session {
     }
 
     /// Try each endpoint with the capability; return the first success or the last error.
-    async fn first<'a>(
-        &'a self,
+    async fn first(
+        &self,
         resolve: bool,
         kind: &str,
         object: &str,
