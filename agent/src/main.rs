@@ -9,7 +9,7 @@ fn main() {
     let args = cli::Cli::parse();
     cli::init_tracing(args.global.debug);
     if let Err(e) = cli::run(args) {
-        eprintln!("husklet: {e:#}");
+        eprintln!("husklet: {}", cli::error_chain(&e));
         std::process::exit(1);
     }
 }
