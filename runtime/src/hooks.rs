@@ -1,1 +1,0 @@
-//! OCI hooks: prestart, createRuntime, createContainer, startContainer, poststart, poststop.

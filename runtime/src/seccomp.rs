@@ -1,1 +1,0 @@
-//! Seccomp filters built from the OCI `linux.seccomp` profile.
