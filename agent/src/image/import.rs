@@ -119,7 +119,12 @@ impl ImageStore {
             .entries()
             .map_err(|e| arch_err(format!("not a tar archive: {e}")))?;
         for e in entries {
-            let mut e = e.map_err(|e| arch_err(format!("not a valid tar archive: {}", printable(&e.to_string()))))?;
+            let mut e = e.map_err(|e| {
+                arch_err(format!(
+                    "not a valid tar archive: {}",
+                    printable(&e.to_string())
+                ))
+            })?;
             let p = norm(&String::from_utf8_lossy(&e.path_bytes()));
             match e.header().entry_type() {
                 tar::EntryType::Symlink | tar::EntryType::Link => {
@@ -530,6 +535,20 @@ impl Source {
 
 /// Error text from the tar crate can quote raw header bytes: keep it readable.
 fn printable(s: &str) -> String {
-    let cut: String = s.chars().take(80).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
-    if s.chars().count() > 80 { format!("{cut}...") } else { cut }
+    let cut: String = s
+        .chars()
+        .take(80)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if s.chars().count() > 80 {
+        format!("{cut}...")
+    } else {
+        cut
+    }
 }

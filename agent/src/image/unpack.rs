@@ -626,3 +626,153 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, Unpa
     u.finish()?;
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    fn entry(
+        b: &mut tar::Builder<Vec<u8>>,
+        kind: tar::EntryType,
+        name: &str,
+        link: Option<&str>,
+        data: &[u8],
+        mode: u32,
+    ) {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        let g = h.as_gnu_mut().unwrap();
+        g.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(l) = link {
+            g.linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+
+    fn unpack(
+        build: impl FnOnce(&mut tar::Builder<Vec<u8>>),
+    ) -> (tempfile::TempDir, Result<UnpackStats, UnpackError>) {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        let data = b.into_inner().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("fs");
+        std::fs::create_dir(&dest).unwrap();
+        let r = unpack_layer(&data[..], &dest);
+        (t, r)
+    }
+
+    #[test]
+    fn whiteouts_modes_links() {
+        if !Uid::effective().is_root() {
+            return;
+        }
+        let (t, r) = unpack(|b| {
+            entry(b, tar::EntryType::Directory, "d/", None, b"", 0o750);
+            entry(b, tar::EntryType::Regular, "d/f", None, b"hi", 0o4755);
+            entry(b, tar::EntryType::Regular, "d/.wh.gone", None, b"", 0o644);
+            entry(
+                b,
+                tar::EntryType::Regular,
+                "o/.wh..wh..opq",
+                None,
+                b"",
+                0o644,
+            );
+            entry(
+                b,
+                tar::EntryType::Symlink,
+                "abs",
+                Some("/etc/passwd"),
+                b"",
+                0o777,
+            );
+            entry(b, tar::EntryType::Link, "d/hard", Some("d/f"), b"", 0o644);
+            entry(b, tar::EntryType::Char, "null", None, b"", 0o666);
+        });
+        r.unwrap();
+        let fs = t.path().join("fs");
+        let f = std::fs::metadata(fs.join("d/f")).unwrap();
+        assert_eq!(f.mode() & 0o7777, 0o4755);
+        assert_eq!(f.mtime(), 1_700_000_000);
+        assert_eq!(
+            std::fs::metadata(fs.join("d")).unwrap().mode() & 0o7777,
+            0o750
+        );
+        assert_eq!(
+            std::fs::metadata(fs.join("d")).unwrap().mtime(),
+            1_700_000_000
+        );
+        let w = std::fs::symlink_metadata(fs.join("d/gone")).unwrap();
+        assert!(w.file_type().is_char_device());
+        assert_eq!(w.rdev(), 0);
+        let mut buf = [0u8; 8];
+        let path = CString::new(fs.join("o").as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid path and buffer.
+        let n = unsafe {
+            libc::getxattr(
+                path.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        assert_eq!(&buf[..n as usize], b"y");
+        assert_eq!(
+            std::fs::read_link(fs.join("abs")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        assert_eq!(std::fs::metadata(fs.join("d/hard")).unwrap().ino(), f.ino());
+        assert!(
+            std::fs::symlink_metadata(fs.join("null"))
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        let (_t, r) = unpack(|b| entry(b, tar::EntryType::Regular, "a/../../x", None, b"x", 0o644));
+        assert!(matches!(r, Err(UnpackError::Escape { .. })), "{r:?}");
+        let (_t, r) = unpack(|b| {
+            entry(b, tar::EntryType::Symlink, "l", Some("/tmp"), b"", 0o777);
+            entry(b, tar::EntryType::Regular, "l/x", None, b"x", 0o644);
+        });
+        assert!(matches!(r, Err(UnpackError::Escape { .. })), "{r:?}");
+        let (_t, r) = unpack(|b| {
+            entry(
+                b,
+                tar::EntryType::Link,
+                "h",
+                Some("../etc/shadow"),
+                b"",
+                0o644,
+            )
+        });
+        assert!(matches!(r, Err(UnpackError::LinkEscape { .. })), "{r:?}");
+        let (t, r) = unpack(|b| {
+            entry(b, tar::EntryType::Regular, "f", None, b"x", 0o644);
+            // A later symlink replaces the file; a write to its name must not follow it.
+            entry(
+                b,
+                tar::EntryType::Symlink,
+                "f",
+                Some("/tmp/husk-unpack-test-should-not-exist"),
+                b"",
+                0o777,
+            );
+            entry(b, tar::EntryType::Regular, "f", None, b"y", 0o644);
+        });
+        r.unwrap();
+        assert_eq!(std::fs::read(t.path().join("fs/f")).unwrap(), b"y");
+        assert!(!Path::new("/tmp/husk-unpack-test-should-not-exist").exists());
+    }
+}
