@@ -8,6 +8,7 @@ pub mod bins;
 pub mod cgroup;
 pub mod cni;
 pub mod netns;
+pub mod registry;
 pub mod rootfs;
 
 use std::sync::Once;
