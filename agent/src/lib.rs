@@ -1,1 +1,3 @@
 //! husklet: the node agent library (image store, CRI service, pods).
+
+pub mod image;

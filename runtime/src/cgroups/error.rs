@@ -37,6 +37,16 @@ pub enum CgroupError {
         source: std::io::Error,
     },
 
+    /// Writing a limit into its cgroup file failed.
+    #[error("{field}: write {value:?} to {}: {source}", path.display())]
+    Write {
+        field: String,
+        value: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// Building, loading or attaching the cgroup v2 device eBPF program failed.
     #[error("cgroup {}: device filter: {op}: {source}", path.display())]
     Bpf {
@@ -61,6 +71,13 @@ impl CgroupError {
             path: path.into(),
             op,
             source,
+        }
+    }
+
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        CgroupError::InvalidResource {
+            field: field.into(),
+            reason: reason.into(),
         }
     }
 

@@ -19,6 +19,27 @@ pub fn read(dir: &Path, file: &str) -> Result<String, CgroupError> {
     fs::read_to_string(&path).map_err(|e| CgroupError::io(path, "read", e))
 }
 
+/// The contents of `dir/file` as one unsigned number (`max` reads as `u64::MAX`).
+pub fn read_u64(dir: &Path, file: &str) -> Result<u64, CgroupError> {
+    let s = read(dir, file)?;
+    parse_u64(s.trim()).ok_or_else(|| {
+        CgroupError::io(
+            dir.join(file),
+            "parse",
+            std::io::Error::new(ErrorKind::InvalidData, format!("not a number: {s:?}")),
+        )
+    })
+}
+
+/// The names of the files in `dir`.
+pub fn read_dir_names(dir: &Path) -> Result<Vec<String>, CgroupError> {
+    let entries = fs::read_dir(dir).map_err(|e| CgroupError::io(dir, "readdir", e))?;
+    Ok(entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect())
+}
+
 /// A number as cgroup files print it (`max` is unlimited).
 pub fn parse_u64(s: &str) -> Option<u64> {
     if s == "max" {

@@ -7,10 +7,14 @@
 //! Call [`CgroupManager::validate`] before creating anything, so that bad
 //! resources are refused while the host is still untouched.
 
+mod apply_writes;
+mod convert;
+pub mod devices;
 mod error;
 mod fs;
 pub mod layout;
 pub mod path;
+pub mod stats;
 pub mod v1;
 pub mod v2;
 
@@ -21,6 +25,7 @@ use oci_spec::runtime::LinuxResources;
 pub use error::CgroupError;
 pub use layout::{Hierarchy, Layout};
 pub use path::CgroupPath;
+pub use stats::{Event, Stats};
 
 /// One container's cgroup, in whichever hierarchies the host has.
 pub trait CgroupManager {
@@ -46,6 +51,9 @@ pub trait CgroupManager {
 
     /// True if the cgroup is frozen now.
     fn is_frozen(&self) -> Result<bool, CgroupError>;
+
+    /// The cgroup's statistics, in runc's `events --stats` shape.
+    fn stats(&self) -> Result<Stats, CgroupError>;
 
     /// Kill whatever is left in the cgroup and remove its directories.
     /// A cgroup that is already gone is not an error.

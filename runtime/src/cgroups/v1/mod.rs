@@ -1,12 +1,17 @@
 //! The cgroup v1 manager (also hybrid hosts: v1 controllers plus an empty
 //! unified hierarchy, which gets the process too, as runc does).
 
+pub mod resources;
+mod stats;
+
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
-use super::fs;
-use super::{CgroupError, CgroupManager, CgroupPath, Hierarchy};
+use super::apply_writes::write_one;
+use super::convert::Write;
+use super::stats::Stats;
+use super::{CgroupError, CgroupManager, CgroupPath, Hierarchy, fs};
 
 /// The container's directory in one v1 hierarchy.
 #[derive(Debug, Clone)]
@@ -15,6 +20,8 @@ pub struct V1Dir {
     pub controllers: Vec<String>,
     /// The container's cgroup directory in it.
     pub dir: PathBuf,
+    /// Where the hierarchy is mounted.
+    pub mountpoint: PathBuf,
 }
 
 impl V1Dir {
@@ -38,6 +45,7 @@ impl V1Manager {
                 .map(|h| V1Dir {
                     controllers: h.controllers.clone(),
                     dir: path.resolve(h),
+                    mountpoint: h.mountpoint.clone(),
                 })
                 .collect(),
         }
@@ -74,6 +82,39 @@ impl V1Manager {
         Ok(())
     }
 
+    fn bfq(&self) -> bool {
+        self.dirs
+            .iter()
+            .find(|d| d.has("blkio"))
+            .is_some_and(|d| d.mountpoint.join("blkio.bfq.weight").exists())
+    }
+
+    /// The directory a write goes to, after checking the host has the
+    /// controller and the file (looked up in the nearest existing ancestor).
+    fn target(&self, w: &Write) -> Result<&V1Dir, CgroupError> {
+        let ctrl = resources::controller_of(&w.file);
+        let d = self.dirs.iter().find(|d| d.has(ctrl)).ok_or_else(|| {
+            CgroupError::unsupported(
+                &w.field,
+                format!("the {ctrl} controller is not mounted on this host"),
+            )
+        })?;
+        let probe = d
+            .dir
+            .ancestors()
+            .find(|a| a.exists())
+            .unwrap_or(&d.mountpoint);
+        // The root group has no pids.max; every other file is there too.
+        let root_exempt = probe == d.mountpoint && w.file == "pids.max";
+        if !root_exempt && !probe.join(&w.file).exists() {
+            return Err(CgroupError::unsupported(
+                &w.field,
+                format!("this kernel has no {} in {}", w.file, probe.display()),
+            ));
+        }
+        Ok(d)
+    }
+
     fn freezer(&self) -> Result<&Path, CgroupError> {
         self.dir_of("freezer").ok_or_else(|| {
             CgroupError::unsupported("freezer", "the freezer controller is not mounted")
@@ -104,13 +145,10 @@ impl V1Manager {
 
 impl CgroupManager for V1Manager {
     fn validate(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
-        if resources == &LinuxResources::default() {
-            return Ok(());
+        for w in resources::plan(resources, self.bfq())? {
+            self.target(&w)?;
         }
-        Err(CgroupError::unsupported(
-            "linux.resources",
-            "resource limits are not implemented yet",
-        ))
+        Ok(())
     }
 
     fn apply(&self, pid: i32) -> Result<(), CgroupError> {
@@ -127,7 +165,56 @@ impl CgroupManager for V1Manager {
     }
 
     fn set(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
-        self.validate(resources)
+        let writes = resources::plan(resources, self.bfq())?;
+        for w in &writes {
+            self.target(w)?;
+        }
+        let mut pending_memsw: Option<&Write> = None;
+        for w in &writes {
+            let d = self.target(w)?;
+            match w.file.as_str() {
+                // memory.limit_in_bytes may not exceed memsw and memsw may not go
+                // below it: when raising both, memsw has to go first.
+                "memory.limit_in_bytes" => {
+                    if write_one(&d.dir, w).is_err() {
+                        if let Some(sw) = writes
+                            .iter()
+                            .find(|x| x.file == "memory.memsw.limit_in_bytes")
+                        {
+                            write_one(&d.dir, sw)?;
+                        }
+                        write_one(&d.dir, w)?;
+                    }
+                    pending_memsw = None;
+                }
+                "memory.memsw.limit_in_bytes" => pending_memsw = Some(w),
+                _ => write_one(&d.dir, w)?,
+            }
+            if let Some(sw) = pending_memsw.take() {
+                write_one(&d.dir, sw)?;
+            }
+        }
+        if let Some(limit) = resources
+            .memory()
+            .as_ref()
+            .filter(|m| m.check_before_update() == Some(true))
+            .and_then(|m| m.limit())
+            .filter(|&l| l > 0)
+            && let Some(mem) = self.dir_of("memory")
+        {
+            let usage = fs::read_u64(mem, "memory.usage_in_bytes")?;
+            if (limit as u64) < usage {
+                return Err(CgroupError::invalid(
+                    "linux.resources.memory.limit",
+                    format!("{limit} is below the current usage {usage} (checkBeforeUpdate)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<Stats, CgroupError> {
+        stats::read(self)
     }
 
     fn pids(&self) -> Result<Vec<i32>, CgroupError> {

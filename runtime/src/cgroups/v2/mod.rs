@@ -1,11 +1,16 @@
 //! The cgroup v2 (unified hierarchy) manager.
 
+pub mod bpf;
+pub mod resources;
+mod stats;
+
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
-use super::fs;
-use super::{CgroupError, CgroupManager};
+use super::apply_writes::write_all;
+use super::stats::Stats;
+use super::{CgroupError, CgroupManager, devices, fs};
 
 /// A container's cgroup on a pure cgroup v2 host.
 #[derive(Debug, Clone)]
@@ -52,6 +57,32 @@ impl V2Manager {
         }
     }
 
+    /// The nearest existing directory at or above the cgroup.
+    fn nearest_existing(&self) -> &Path {
+        self.dir
+            .ancestors()
+            .find(|a| a.exists())
+            .unwrap_or(&self.root)
+    }
+
+    /// A directory holding `controller`'s interface files, to check file names
+    /// against before the cgroup exists: the cgroup itself, an ancestor below
+    /// the root, or any child of the root with the controller enabled.
+    fn probe_dir(&self, controller: Option<&str>) -> Option<PathBuf> {
+        let Some(c) = controller else {
+            return Some(self.root.clone());
+        };
+        let has = |d: &Path| resources::available_controllers(d).iter().any(|x| x == c);
+        let near = self.nearest_existing();
+        if near != self.root && has(near) {
+            return Some(near.to_path_buf());
+        }
+        fs::child_dirs(&self.root)
+            .ok()?
+            .into_iter()
+            .find(|d| has(d))
+    }
+
     fn ancestors_below_root(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = self
             .dir
@@ -67,13 +98,57 @@ impl V2Manager {
 
 impl CgroupManager for V2Manager {
     fn validate(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
-        if resources == &LinuxResources::default() {
-            return Ok(());
+        let plan = resources::plan(resources, false)?;
+        if let Some(d) = resources.devices() {
+            devices::rules(d)?;
         }
-        Err(CgroupError::unsupported(
-            "linux.resources",
-            "resource limits are not implemented yet",
-        ))
+        // Controllers the cgroup can get: its own list once it exists, else
+        // what its nearest existing ancestor has to hand down.
+        let near = self.nearest_existing();
+        let available = resources::available_controllers(near);
+        for w in &plan.writes {
+            let ctrl = resources::controller_of(&w.file);
+            if let Some(c) = ctrl
+                && !available.iter().any(|a| a == c)
+            {
+                return Err(CgroupError::unsupported(
+                    &w.field,
+                    format!("the {c} controller is not available in {}", near.display()),
+                ));
+            }
+            let exists = match self.probe_dir(ctrl) {
+                Some(probe) => probe.join(&w.file).exists(),
+                None => resources::known_file(&w.file),
+            };
+            if !exists {
+                let what = if w.field.contains(".unified.") {
+                    "unknown cgroup v2 file"
+                } else {
+                    "this kernel has no such file"
+                };
+                return Err(CgroupError::invalid(
+                    &w.field,
+                    format!("{what} {:?}", w.file),
+                ));
+            }
+        }
+        if let Some(hp) = resources.hugepage_limits() {
+            for (i, h) in hp.iter().enumerate() {
+                let field = format!("linux.resources.hugepageLimits[{i}].pageSize");
+                let kb = super::convert::hugepage_kb(&field, h.page_size())?;
+                let sys = format!("/sys/kernel/mm/hugepages/hugepages-{kb}kB");
+                if !Path::new(&sys).exists() {
+                    return Err(CgroupError::unsupported(
+                        field,
+                        format!(
+                            "the kernel has no {} pages ({sys} is missing)",
+                            h.page_size()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn apply(&self, pid: i32) -> Result<(), CgroupError> {
@@ -86,7 +161,30 @@ impl CgroupManager for V2Manager {
     }
 
     fn set(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
-        self.validate(resources)
+        self.validate(resources)?;
+        let bfq = self.dir.join("io.bfq.weight").exists();
+        let plan = resources::plan(resources, bfq)?;
+        if let Some(limit) = plan.check_limit_above_usage {
+            let usage: u64 = fs::read(&self.dir, "memory.current")?
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            if limit < usage {
+                return Err(CgroupError::invalid(
+                    "linux.resources.memory.limit",
+                    format!("{limit} is below the current usage {usage} (checkBeforeUpdate)"),
+                ));
+            }
+        }
+        write_all(&self.dir, &plan.writes)?;
+        if let Some(d) = resources.devices() {
+            bpf::install(&self.dir, &devices::rules(d)?)?;
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<Stats, CgroupError> {
+        stats::read(&self.dir)
     }
 
     fn pids(&self) -> Result<Vec<i32>, CgroupError> {

@@ -1,0 +1,115 @@
+//! The husklet command line: global options and dispatch to one module per
+//! subcommand family.
+
+mod images;
+mod rootfs;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "husklet",
+    version,
+    about = "husk's node agent: images, containers, pods"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every husklet command takes.
+#[derive(Args, Clone)]
+pub struct Global {
+    /// State directory (images, content, snapshots, containers).
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/husk",
+        env = "HUSK_ROOT"
+    )]
+    pub root: PathBuf,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// containerd-style registry hosts dir: <DIR>/<host>/hosts.toml.
+    #[arg(long, global = true, env = "HUSK_REGISTRY_CONFIG")]
+    pub registry_config: Option<PathBuf>,
+    /// Docker config.json with registry credentials (default $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    #[arg(long, global = true)]
+    pub docker_config: Option<PathBuf>,
+    /// Log debug details to stderr.
+    #[arg(long, global = true)]
+    pub debug: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Manage images: pull, import, list, inspect, rm, prune.
+    #[command(subcommand)]
+    Images(images::ImagesCmd),
+    /// Container root filesystems (overlay mounts of an image).
+    #[command(subcommand)]
+    Rootfs(rootfs::RootfsCmd),
+}
+
+pub fn init_tracing(debug: bool) {
+    let filter = if debug { "debug" } else { "warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HUSK_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        )
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Images(c) => images::run(&cli.global, c),
+        Command::Rootfs(c) => rootfs::run(&cli.global, c),
+    }
+}
+
+/// Open the image store at the global root with the global registry settings.
+pub fn open_store(g: &Global) -> anyhow::Result<husklet::image::ImageStore> {
+    use anyhow::Context;
+    let store = husklet::image::ImageStore::open(&g.root)
+        .with_context(|| format!("open image store at {}", g.root.display()))?;
+    Ok(store.with_registry_config(husklet::image::RegistryConfig {
+        hosts_dir: g.registry_config.clone(),
+        docker_config: g.docker_config.clone(),
+    }))
+}
+
+/// Print a value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// An error and its causes on one line, skipping causes whose text the
+/// message already shows (library errors often include their source).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
+}

@@ -1,0 +1,27 @@
+//! The image store: content-addressed blobs, image metadata, layer snapshots,
+//! registry pulls, archive imports and container rootfs overlays.
+
+pub mod content;
+pub mod digest;
+pub mod fsutil;
+pub mod import;
+pub mod layer;
+pub mod manifest;
+pub mod meta;
+pub mod progress;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+pub mod rootfs;
+pub mod snapshot;
+pub mod store;
+pub mod unpack;
+
+pub use digest::Digest;
+pub use manifest::RunConfig;
+pub use meta::{ImageRecord, LayerRecord};
+pub use pull::PullOptions;
+pub use reference::Reference;
+pub use registry::{Credentials, RegistryConfig};
+pub use rootfs::RootfsMount;
+pub use store::{FsUsage, ImageDetails, ImageError, ImageStore, PruneReport};
