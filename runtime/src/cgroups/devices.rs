@@ -109,6 +109,15 @@ pub fn rules(list: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, CgroupError> {
         .collect()
 }
 
+/// The rules a container's cgroup gets: the spec's, then runc's default
+/// allow list, so that a spec that denies everything (as `husk spec` and
+/// `runc spec` write) still lets the runtime create /dev/null and friends.
+pub fn effective_rules(list: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, CgroupError> {
+    let mut rules = rules(list)?;
+    rules.extend(runc_default_rules());
+    Ok(rules)
+}
+
 /// The devices runc lets every container use, besides the ones in the spec:
 /// null, zero, full, random, urandom, tty, ptmx and /dev/pts/*, mknod of any
 /// char or block device (creating it is harmless, opening it is controlled).

@@ -11,8 +11,8 @@ pub struct Args {
     pub bundle: PathBuf,
 }
 
-/// The default spec: runc's, except `linux.resources` (left to the caller,
-/// so the spec runs on any cgroup layout) and the hostname.
+/// The default spec: runc's (deny every device but runc's default allow
+/// list), except the hostname.
 pub fn default_spec() -> serde_json::Value {
     let caps = serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     serde_json::json!({
@@ -50,6 +50,7 @@ pub fn default_spec() -> serde_json::Value {
              "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
         ],
         "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "namespaces": [
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
                 {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
