@@ -7,6 +7,7 @@
 pub mod bins;
 pub mod cgroup;
 pub mod netns;
+pub mod oci_runtime;
 pub mod rootfs;
 
 use std::sync::Once;
