@@ -1,8 +1,10 @@
 //! Driving an OCI runtime binary (husk, or a peer picked by
 //! `HUSK_TEST_RUNTIME=/usr/sbin/runc`) on busybox bundles.
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
@@ -134,10 +136,24 @@ impl Runtime {
     }
 
     /// Run `<runtime> --root <root> <args...>` and return its output.
+    ///
+    /// Output goes through files, not pipes: after `create` or `run -d` the
+    /// container holds the runtime's stdio, and a pipe would never reach EOF.
     pub fn exec(&self, args: &[&str]) -> Output {
-        self.command(args)
-            .output()
-            .unwrap_or_else(|e| panic!("run {}: {e}", self.bin.display()))
+        let out = tempfile::tempfile().expect("stdout tempfile");
+        let err = tempfile::tempfile().expect("stderr tempfile");
+        let status = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup stdout"))
+            .stderr(err.try_clone().expect("dup stderr"))
+            .status()
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.bin.display()));
+        Output {
+            status,
+            stdout: read_all(out),
+            stderr: read_all(err),
+        }
     }
 
     /// Like [`Runtime::exec`], panicking unless it succeeds.
@@ -178,4 +194,11 @@ impl Drop for Runtime {
             let _ = self.exec(&["delete", "--force", &id]);
         }
     }
+}
+
+fn read_all(mut f: File) -> Vec<u8> {
+    let mut v = Vec::new();
+    f.seek(SeekFrom::Start(0)).expect("seek output file");
+    f.read_to_end(&mut v).expect("read output file");
+    v
 }
