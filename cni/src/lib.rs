@@ -1,1 +1,18 @@
-//! husk-cni: CNI types, plugin invocation and the husk plugins.
+//! husk-cni: CNI types, libcni-style plugin invocation, a host-local IPAM
+//! store, and the `husk-bridge` / `husk-portmap` plugins.
+//!
+//! - [`types`]: the spec's documents (config, result, error JSON, versions).
+//! - [`libcni`]: driving any CNI plugin chain (`CniConfig`, `Network`).
+//! - [`plugin`]: the plugin side of the protocol.
+//! - [`ipam`]: host-local address management with on-disk, locked allocations.
+//! - [`netlink`], [`iptables`]: the kernel interfaces the plugins use.
+//! - [`bridge`], [`portmap`]: the two plugins.
+
+pub mod bridge;
+pub mod ipam;
+pub mod iptables;
+pub mod libcni;
+pub mod netlink;
+pub mod plugin;
+pub mod portmap;
+pub mod types;

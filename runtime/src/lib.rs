@@ -4,5 +4,17 @@
 //! container processes is always safe.
 
 pub mod cgroups;
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod container;
 pub mod hooks;
+pub mod logging;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
 pub mod seccomp;
+pub mod state;
+pub mod sys;
+pub mod terminal;
+pub mod trampoline;

@@ -1,6 +1,5 @@
 //! `husk`: the runc-compatible command line.
 
 fn main() {
-    eprintln!("husk: not built yet");
-    std::process::exit(1);
+    husk_runtime::cli::main()
 }

@@ -6,6 +6,7 @@
 
 pub mod bins;
 pub mod cgroup;
+pub mod cni;
 pub mod netns;
 pub mod oci_runtime;
 pub mod rootfs;

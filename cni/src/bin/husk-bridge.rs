@@ -1,6 +1,6 @@
-//! `husk-bridge` CNI plugin.
+//! `husk-bridge` CNI plugin (see husk_cni::bridge).
 
 fn main() {
-    eprintln!("husk-bridge: not built yet");
-    std::process::exit(1);
+    husk_cni::plugin::init_logging();
+    husk_cni::plugin::main(&husk_cni::bridge::BridgePlugin)
 }

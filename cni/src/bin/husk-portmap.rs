@@ -1,6 +1,6 @@
-//! `husk-portmap` CNI plugin.
+//! `husk-portmap` CNI plugin (see husk_cni::portmap).
 
 fn main() {
-    eprintln!("husk-portmap: not built yet");
-    std::process::exit(1);
+    husk_cni::plugin::init_logging();
+    husk_cni::plugin::main(&husk_cni::portmap::PortmapPlugin)
 }

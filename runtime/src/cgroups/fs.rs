@@ -1,0 +1,190 @@
+//! Small helpers for cgroup files: every error names the file and the operation.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::CgroupError;
+
+/// Write `value` to `dir/file` (one write(2), as the kernel expects).
+pub fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    let path = dir.join(file);
+    fs::write(&path, value).map_err(|e| CgroupError::io(path, "write", e))
+}
+
+/// The contents of `dir/file`.
+pub fn read(dir: &Path, file: &str) -> Result<String, CgroupError> {
+    let path = dir.join(file);
+    fs::read_to_string(&path).map_err(|e| CgroupError::io(path, "read", e))
+}
+
+/// The contents of `dir/file` as one unsigned number (`max` reads as `u64::MAX`).
+pub fn read_u64(dir: &Path, file: &str) -> Result<u64, CgroupError> {
+    let s = read(dir, file)?;
+    parse_u64(s.trim()).ok_or_else(|| {
+        CgroupError::io(
+            dir.join(file),
+            "parse",
+            std::io::Error::new(ErrorKind::InvalidData, format!("not a number: {s:?}")),
+        )
+    })
+}
+
+/// The names of the files in `dir`.
+pub fn read_dir_names(dir: &Path) -> Result<Vec<String>, CgroupError> {
+    let entries = fs::read_dir(dir).map_err(|e| CgroupError::io(dir, "readdir", e))?;
+    Ok(entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect())
+}
+
+/// A number as cgroup files print it (`max` is unlimited).
+pub fn parse_u64(s: &str) -> Option<u64> {
+    if s == "max" {
+        Some(u64::MAX)
+    } else {
+        s.parse().ok()
+    }
+}
+
+/// `key value` lines (memory.stat, cpu.stat, memory.events) as pairs.
+pub fn read_keyed(dir: &Path, file: &str) -> Result<Vec<(String, u64)>, CgroupError> {
+    Ok(read(dir, file)?
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), parse_u64(v.trim())?))
+        })
+        .collect())
+}
+
+/// The value of `key` in a keyed file, if present.
+pub fn keyed_value(dir: &Path, file: &str, key: &str) -> Result<Option<u64>, CgroupError> {
+    Ok(read_keyed(dir, file)?
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v))
+}
+
+/// Create `dir` and any missing parents, returning the directories created,
+/// top-down. `init` runs on each new directory before its children are made
+/// (v1 cpuset needs its cpus/mems copied from the parent).
+pub fn create_dirs(
+    dir: &Path,
+    mut init: impl FnMut(&Path) -> Result<(), CgroupError>,
+) -> Result<Vec<PathBuf>, CgroupError> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cur = d.parent();
+    }
+    missing.reverse();
+    for d in &missing {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            // Another container sharing the parent made it first.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(CgroupError::io(d.clone(), "mkdir", e)),
+        }
+        init(d)?;
+    }
+    Ok(missing)
+}
+
+/// Every process in `dir` and its descendants. A missing directory has none.
+pub fn pids_recursive(dir: &Path) -> Result<Vec<i32>, CgroupError> {
+    let mut out = Vec::new();
+    collect_pids(dir, &mut out)?;
+    Ok(out)
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
+    let procs = dir.join("cgroup.procs");
+    match fs::read_to_string(&procs) {
+        Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(CgroupError::io(procs, "read", e)),
+    }
+    for child in child_dirs(dir)? {
+        collect_pids(&child, out)?;
+    }
+    Ok(())
+}
+
+/// The sub-cgroups directly below `dir`.
+pub fn child_dirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CgroupError::io(dir, "readdir", e)),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.map_err(|err| CgroupError::io(dir, "readdir", err))?;
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            out.push(e.path());
+        }
+    }
+    Ok(out)
+}
+
+/// Remove `dir` and every sub-cgroup below it (bottom-up). Already gone is fine;
+/// a group whose last process is still exiting (EBUSY) is retried briefly.
+pub fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    for child in child_dirs(dir)? {
+        remove_tree(&child)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(CgroupError::io(dir, "rmdir", e)),
+        }
+    }
+}
+
+/// SIGKILL every pid (ESRCH — already gone — is fine).
+pub fn kill_all(pids: &[i32]) {
+    for &pid in pids {
+        if pid > 0 {
+            // SAFETY: kill(2) takes plain integers and touches no memory; the
+            // pids come from the container's own cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Poll `done` every few milliseconds until it returns true or `secs` pass.
+pub fn wait_until(
+    path: &Path,
+    what: &'static str,
+    secs: u64,
+    mut done: impl FnMut() -> Result<bool, CgroupError>,
+) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut delay = Duration::from_millis(1);
+    loop {
+        if done()? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(CgroupError::Timeout {
+                path: path.to_path_buf(),
+                what,
+                secs,
+            });
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
+}

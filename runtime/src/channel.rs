@@ -1,0 +1,171 @@
+//! The typed channel between the runtime and the processes it clones.
+//!
+//! One SOCK_SEQPACKET socketpair: every message is one packet holding one
+//! serde-JSON value (the packet boundary is the frame), file descriptors ride
+//! along as SCM_RIGHTS.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    self, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
+};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the channel.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("socketpair: {0}")]
+    Socketpair(nix::Error),
+    #[error("send: {0}")]
+    Send(nix::Error),
+    #[error("receive: {0}")]
+    Recv(nix::Error),
+    #[error("malformed message: {0}")]
+    Decode(serde_json::Error),
+    #[error("encode message: {0}")]
+    Encode(serde_json::Error),
+    #[error("peer closed the channel")]
+    Closed,
+    #[error("unexpected message {0:?}")]
+    Unexpected(String),
+}
+
+/// Messages from the runtime (parent) to a cloned process.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToChild {
+    /// uid/gid maps are written.
+    MapsWritten,
+    /// The init is in its cgroup and the runtime hooks ran; `state` is the OCI
+    /// state JSON handed to the container's own hooks.
+    Go { state: String },
+}
+
+/// Messages from a cloned process to the runtime.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToParent {
+    /// A user namespace was created: write its id maps for pid `pid`.
+    WriteMaps { pid: i32 },
+    /// The init (or exec'd) process exists with this pid (in the runtime's pid namespace).
+    Pid { pid: i32 },
+    /// Setup is complete; the process waits for `start` (init) or is about to exec.
+    Ready,
+    /// Setup failed.
+    Error { message: String },
+}
+
+/// One end of the socketpair.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// A connected pair (parent end, child end), both close-on-exec.
+pub fn pair() -> Result<(Channel, Channel), ChannelError> {
+    let (a, b) = socket::socketpair(
+        socket::AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(ChannelError::Socketpair)?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    /// Wrap an existing socket.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Channel { fd }
+    }
+
+    /// The raw fd (e.g. to keep it across a close-everything step).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Send one message.
+    pub fn send<T: Serialize>(&self, msg: &T) -> Result<(), ChannelError> {
+        self.send_fd(msg, None)
+    }
+
+    /// Send one message with an optional file descriptor attached.
+    pub fn send_fd<T: Serialize>(&self, msg: &T, fd: Option<RawFd>) -> Result<(), ChannelError> {
+        let buf = serde_json::to_vec(msg).map_err(ChannelError::Encode)?;
+        send_with_fd(self.fd.as_raw_fd(), &buf, fd).map_err(ChannelError::Send)
+    }
+
+    /// Receive one message; `Closed` when the peer is gone.
+    pub fn recv<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ChannelError> {
+        let mut buf = [0u8; 8192];
+        let n = loop {
+            match socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(ChannelError::Recv(e)),
+                Ok(n) => break n,
+            }
+        };
+        if n == 0 {
+            return Err(ChannelError::Closed);
+        }
+        serde_json::from_slice(&buf[..n]).map_err(ChannelError::Decode)
+    }
+}
+
+/// sendmsg of `buf` with at most one fd as SCM_RIGHTS.
+pub fn send_with_fd(sock: RawFd, buf: &[u8], fd: Option<RawFd>) -> nix::Result<()> {
+    let iov = [IoSlice::new(buf)];
+    let fds;
+    let cmsgs: &[ControlMessage] = match fd {
+        Some(f) => {
+            fds = [f];
+            &[ControlMessage::ScmRights(&fds)]
+        }
+        None => &[],
+    };
+    loop {
+        match socket::sendmsg::<UnixAddr>(sock, &iov, cmsgs, MsgFlags::empty(), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
+/// recvmsg of one packet and at most one fd (as runc's console socket protocol).
+pub fn recv_with_fd(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg =
+        socket::recvmsg::<UnixAddr>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+            .map_err(io::Error::from)?;
+    let mut fd = None;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for f in fds {
+                // SAFETY: the kernel just installed this fd in our table for us.
+                let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                if fd.is_none() {
+                    fd = Some(owned);
+                }
+            }
+        }
+    }
+    Ok((msg.bytes, fd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_messages() {
+        let (a, b) = pair().unwrap();
+        a.send(&ToParent::Pid { pid: 42 }).unwrap();
+        match b.recv::<ToParent>().unwrap() {
+            ToParent::Pid { pid } => assert_eq!(pid, 42),
+            other => panic!("got {other:?}"),
+        }
+        drop(a);
+        assert!(matches!(b.recv::<ToParent>(), Err(ChannelError::Closed)));
+    }
+}

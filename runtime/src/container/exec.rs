@@ -1,0 +1,259 @@
+//! `exec`: run another process in a running container, joining every
+//! namespace of its init and its cgroup.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::init::{child_preamble, exec_process, fail, setup_process};
+use super::seams::CgroupExt;
+use super::{ContainerError, seams, sys};
+use crate::channel::{self, ChannelError, ToChild, ToParent};
+use crate::namespaces::Plan;
+use crate::state::{Status, Store};
+
+/// Options of `exec`.
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions {
+    pub id: String,
+    /// A process.json (`--process`); otherwise the container's process with the overrides below.
+    pub process_file: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<(u32, Option<u32>)>,
+    pub additional_gids: Vec<u32>,
+    pub tty: bool,
+    pub no_new_privs: bool,
+    pub caps: Vec<String>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// Build the exec'd process's spec.
+fn build_process(base: Option<&Process>, o: &ExecOptions) -> Result<Process, ContainerError> {
+    if let Some(f) = &o.process_file {
+        let raw = std::fs::read(f).map_err(sys(format!("read {}", f.display())))?;
+        let de = &mut serde_json::Deserializer::from_slice(&raw);
+        return serde_path_to_error::deserialize::<_, Process>(de).map_err(|e| {
+            ContainerError::Invalid(format!(
+                "{}: {}: {}",
+                f.display(),
+                e.path(),
+                e.inner()
+                    .to_string()
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or("")
+            ))
+        });
+    }
+    let mut p = base.cloned().unwrap_or_default();
+    if o.args.is_empty() {
+        return Err(ContainerError::Invalid(
+            "exec: either --process or a command is required".into(),
+        ));
+    }
+    p.set_args(Some(o.args.clone()));
+    let mut env = p.env().clone().unwrap_or_default();
+    for e in &o.env {
+        let key = e.split('=').next().unwrap_or(e);
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(c) = &o.cwd {
+        p.set_cwd(c.clone());
+    }
+    if let Some((uid, gid)) = o.user {
+        let u = p.user_mut();
+        u.set_uid(uid);
+        if let Some(g) = gid {
+            u.set_gid(g);
+        }
+    }
+    if !o.additional_gids.is_empty() {
+        p.user_mut()
+            .set_additional_gids(Some(o.additional_gids.clone()));
+    }
+    p.set_terminal(Some(o.tty));
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !o.caps.is_empty() {
+        let mut c = p.capabilities().clone().unwrap_or_default();
+        for name in &o.caps {
+            let n = name.trim_start_matches("CAP_");
+            let cap: oci_spec::runtime::Capability = n.parse().map_err(|_| {
+                ContainerError::Invalid(format!("--cap: unknown capability {name}"))
+            })?;
+            for set in [
+                c.bounding().clone(),
+                c.effective().clone(),
+                c.permitted().clone(),
+            ]
+            .iter()
+            .enumerate()
+            {
+                let mut s = set.1.clone().unwrap_or_default();
+                s.insert(cap);
+                match set.0 {
+                    0 => c.set_bounding(Some(s)),
+                    1 => c.set_effective(Some(s)),
+                    _ => c.set_permitted(Some(s)),
+                };
+            }
+        }
+        p.set_capabilities(Some(c));
+    }
+    Ok(p)
+}
+
+/// Run the exec. Returns the exit code (0 with `detach`).
+pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
+    let locked = store.open(&o.id)?;
+    let state = locked.load()?;
+    match locked.status(&state) {
+        Status::Running | Status::Created => {}
+        s => {
+            return Err(ContainerError::Invalid(format!(
+                "cannot exec in a {s} container {}",
+                o.id
+            )));
+        }
+    }
+    let spec = super::load_spec(&locked)?;
+    let proc = build_process(spec.process().as_ref(), o)?;
+    if proc.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(ContainerError::Invalid(
+            "process.args: must not be empty".into(),
+        ));
+    }
+    if proc.terminal() == Some(true) && o.console_socket.is_none() {
+        return Err(ContainerError::Invalid(
+            "--tty needs a --console-socket to receive the terminal".into(),
+        ));
+    }
+    let plan = Plan::join_process(state.pid)?;
+    let cgroup =
+        seams::open_cgroup(state.cgroups_path.as_deref(), &o.id).map_err(ContainerError::Cgroup)?;
+    let console: Option<OwnedFd> = match &o.console_socket {
+        Some(p) => Some(crate::terminal::connect(p)?),
+        None => None,
+    };
+    let trampoline = crate::trampoline::create().map_err(sys("create exec trampoline"))?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let in_userns = plan.joins(LinuxNamespaceType::User);
+    let (parent, child) = channel::pair()?;
+    let sigset = if o.detach {
+        None
+    } else {
+        Some(super::signals::block_forwarded())
+    };
+
+    let stage1 = crate::sys::clone_fork(0).map_err(sys("clone"))?;
+    if stage1 == 0 {
+        drop(parent);
+        child_preamble();
+        if let Err(e) = plan.enter_joined(true) {
+            fail(&child, e);
+        }
+        match crate::sys::clone_fork(libc::CLONE_PARENT as u64) {
+            Ok(0) => {
+                child_preamble();
+                match child.recv::<ToChild>() {
+                    Ok(ToChild::Go { .. }) => {}
+                    Ok(other) => fail(&child, format!("unexpected message {other:?}")),
+                    Err(e) => fail(&child, e),
+                }
+                if let Err(e) = plan.enter_cgroup() {
+                    fail(&child, e);
+                }
+                if proc.terminal() == Some(true) {
+                    let r = crate::terminal::open_pty().and_then(|(m, s)| {
+                        crate::terminal::attach_slave(&s)?;
+                        if let Some(sock) = super::raw(console.as_ref()) {
+                            crate::terminal::send_master(
+                                sock,
+                                std::os::fd::AsRawFd::as_raw_fd(&m),
+                            )?;
+                        }
+                        Ok(())
+                    });
+                    if let Err(e) = r {
+                        fail(&child, e);
+                    }
+                }
+                let launch = match setup_process(&proc, seccomp.as_ref(), in_userns) {
+                    Ok(l) => l,
+                    Err(e) => fail(&child, e),
+                };
+                // SAFETY: prctl with integer arguments.
+                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+                if let Err(e) = child.send(&ToParent::Ready) {
+                    fail(&child, e);
+                }
+                drop(child);
+                exec_process(&launch, &trampoline, o.preserve_fds)
+            }
+            Ok(pid) => {
+                let _ = child.send(&ToParent::Pid { pid });
+                // SAFETY: _exit ends the first stage.
+                unsafe { libc::_exit(0) }
+            }
+            Err(e) => fail(&child, format!("clone: {e}")),
+        }
+    }
+    drop(child);
+    drop(locked);
+    let mut pid = 0;
+    let result: Result<(), ContainerError> = (|| loop {
+        match parent.recv::<ToParent>() {
+            Ok(ToParent::Pid { pid: p }) => {
+                pid = p;
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
+                if let Some(cg) = &cgroup {
+                    cg.apply_pid(p).map_err(ContainerError::Cgroup)?;
+                }
+                parent.send(&ToChild::Go {
+                    state: String::new(),
+                })?;
+            }
+            Ok(ToParent::Ready) => return Ok(()),
+            Ok(ToParent::Error { message }) => return Err(ContainerError::Init(message)),
+            Ok(other) => {
+                return Err(ContainerError::Init(format!(
+                    "unexpected message {other:?}"
+                )));
+            }
+            Err(ChannelError::Closed) => {
+                return Err(ContainerError::Init(
+                    "the exec'd process exited before it was ready".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    })();
+    if let Err(e) = result {
+        for p in [pid, stage1] {
+            if p > 0 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p), None);
+            }
+        }
+        return Err(e);
+    }
+    if let Some(p) = &o.pid_file {
+        super::write_pid_file(p, pid)?;
+    }
+    match sigset {
+        None => Ok(0),
+        Some(set) => Ok(super::signals::forward_and_wait(pid, &set)),
+    }
+}

@@ -1,0 +1,298 @@
+//! The runtime's cloned children: the first stage (namespaces) and the
+//! container's init (rootfs, process setup, wait for `start`, exec).
+//!
+//! These run in a fork-like copy of the single-threaded runtime, so every call
+//! is allowed; they never return, they exec or exit.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd};
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxSeccomp, Process};
+
+use super::seams::{self, HookPoint};
+use super::{InitContext, raw};
+use crate::channel::{Channel, ToChild, ToParent};
+use crate::namespaces;
+use crate::process::{self, CapSets};
+
+/// Report an error to the runtime and exit.
+pub(crate) fn fail(ch: &Channel, msg: impl std::fmt::Display) -> ! {
+    let _ = ch.send(&ToParent::Error {
+        message: msg.to_string(),
+    });
+    // SAFETY: _exit ends this cloned child without running the runtime's destructors.
+    unsafe { libc::_exit(1) }
+}
+
+/// Reset what the runtime changed in its own process and a cloned child
+/// inherits: the signal mask and Rust's SIGPIPE=ignore; die with the runtime.
+pub(crate) fn child_preamble() {
+    // SAFETY: plain signal-state and prctl calls with integer arguments.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        // Not dumpable: no process of the container can open /proc/<pid>/exe,
+        // mem or fds of this runtime-image process.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+/// First stage: join and create namespaces, then clone the init.
+pub(crate) fn stage1(ctx: &InitContext<'_>, ch: Channel) -> ! {
+    child_preamble();
+    let plan = ctx.plan;
+    if let Err(e) = plan.enter_joined(true) {
+        fail(&ch, e);
+    }
+    if plan.new_user {
+        if let Err(e) = namespaces::unshare(CloneFlags::CLONE_NEWUSER) {
+            fail(&ch, e);
+        }
+        let pid = nix::unistd::getpid().as_raw();
+        if let Err(e) = ch.send(&ToParent::WriteMaps { pid }) {
+            fail(&ch, e);
+        }
+        match ch.recv::<ToChild>() {
+            Ok(ToChild::MapsWritten) => {}
+            Ok(other) => fail(&ch, format!("unexpected message {other:?}")),
+            Err(e) => fail(&ch, e),
+        }
+        let root = nix::unistd::Uid::from_raw(0);
+        let rootg = nix::unistd::Gid::from_raw(0);
+        if let Err(e) = nix::unistd::setresgid(rootg, rootg, rootg) {
+            fail(&ch, format!("setresgid 0 in the user namespace: {e}"));
+        }
+        if let Err(e) = nix::unistd::setresuid(root, root, root) {
+            fail(&ch, format!("setresuid 0 in the user namespace: {e}"));
+        }
+    }
+    if let Err(e) = namespaces::unshare(plan.new) {
+        fail(&ch, e);
+    }
+    let need_fork = plan.new.contains(CloneFlags::CLONE_NEWPID)
+        || plan.joins(oci_spec::runtime::LinuxNamespaceType::Pid);
+    if !need_fork {
+        let pid = nix::unistd::getpid().as_raw();
+        if let Err(e) = ch.send(&ToParent::Pid { pid }) {
+            fail(&ch, e);
+        }
+        init(ctx, ch);
+    }
+    match crate::sys::clone_fork(libc::CLONE_PARENT as u64) {
+        Ok(0) => init(ctx, ch),
+        Ok(pid) => {
+            if let Err(e) = ch.send(&ToParent::Pid { pid }) {
+                fail(&ch, e);
+            }
+            // SAFETY: _exit ends the first stage; the init lives on.
+            unsafe { libc::_exit(0) }
+        }
+        Err(e) => fail(&ch, format!("clone init: {e}")),
+    }
+}
+
+/// The container's init: waits for the runtime's go, builds the rootfs, sets
+/// up the process, reports ready, waits on the exec fifo, execs.
+fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
+    child_preamble();
+    let hook_state = match ch.recv::<ToChild>() {
+        Ok(ToChild::Go { state }) => state,
+        Ok(other) => fail(&ch, format!("unexpected message {other:?}")),
+        Err(e) => fail(&ch, e),
+    };
+    let spec = ctx.spec;
+    let plan = ctx.plan;
+    if let Err(e) = plan.enter_cgroup() {
+        fail(&ch, e);
+    }
+    if plan.new_cgroup {
+        if let Err(e) = namespaces::unshare(CloneFlags::CLONE_NEWCGROUP) {
+            fail(&ch, e);
+        }
+    }
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        if let Err(e) = nix::unistd::sethostname(h) {
+            fail(&ch, format!("sethostname {h:?}: {e}"));
+        }
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        // SAFETY: setdomainname reads `len` bytes of the string we pass.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            fail(&ch, format!("setdomainname {d:?}: {}", nix::Error::last()));
+        }
+    }
+    let in_userns = plan.new_user || plan.joins(oci_spec::runtime::LinuxNamespaceType::User);
+    if let Err(e) = crate::rootfs::prepare(spec, ctx.rootfs, in_userns, plan.new_cgroup) {
+        fail(&ch, format!("rootfs {}: {e}", ctx.rootfs.display()));
+    }
+    if let Err(e) = seams::run_hooks(
+        HookPoint::CreateContainer,
+        seams::hooks_of(spec, HookPoint::CreateContainer),
+        hook_state.as_bytes(),
+    ) {
+        fail(&ch, e);
+    }
+    if let Err(e) = crate::rootfs::switch_root(ctx.rootfs, ctx.no_pivot) {
+        fail(&ch, e);
+    }
+    let proc = spec.process().as_ref().expect("validated");
+    if proc.terminal() == Some(true) {
+        if let Err(e) = setup_terminal(proc, ctx.console) {
+            fail(&ch, e);
+        }
+    }
+    if let Err(e) = crate::rootfs::finalize(spec) {
+        fail(&ch, e);
+    }
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let launch = match setup_process(proc, seccomp, in_userns) {
+        Ok(l) => l,
+        Err(e) => fail(&ch, e),
+    };
+    // From here the runtime may exit (create returns): do not die with it.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    if let Err(e) = ch.send(&ToParent::Ready) {
+        fail(&ch, e);
+    }
+    drop(ch);
+    // Block until `start` opens the fifo for reading.
+    if let Some(dir) = ctx.state_dir {
+        if let Err(e) = wait_for_start(dir) {
+            die(format_args!("wait for start: {e}"));
+        }
+    }
+    if let Err(e) = seams::run_hooks(
+        HookPoint::StartContainer,
+        seams::hooks_of(spec, HookPoint::StartContainer),
+        hook_state.as_bytes(),
+    ) {
+        die(e);
+    }
+    exec_process(&launch, ctx.trampoline, ctx.preserve_fds)
+}
+
+/// Write to stderr and exit (after the runtime stopped listening).
+pub(crate) fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("husk init: {msg}");
+    // SAFETY: _exit ends this process.
+    unsafe { libc::_exit(127) }
+}
+
+fn wait_for_start(dir: &std::os::fd::OwnedFd) -> Result<(), nix::Error> {
+    use nix::fcntl::OFlag;
+    let fd = nix::fcntl::openat(
+        dir.as_fd(),
+        crate::state::FIFO_FILE,
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    nix::unistd::write(&fd, b"0")?;
+    Ok(())
+}
+
+fn setup_terminal(
+    proc: &Process,
+    console: Option<&std::os::fd::OwnedFd>,
+) -> Result<(), crate::terminal::TerminalError> {
+    let (master, slave) = crate::terminal::open_pty()?;
+    if let Some(size) = proc.console_size() {
+        crate::terminal::set_size(
+            master.as_raw_fd(),
+            size.height() as u16,
+            size.width() as u16,
+        );
+    }
+    crate::terminal::attach_slave(&slave)?;
+    if let Some(sock) = raw(console) {
+        crate::terminal::send_master(sock, master.as_raw_fd())?;
+    }
+    Ok(())
+}
+
+/// What execve needs, prepared before the process drops its privileges.
+pub(crate) struct Launch {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    /// Seccomp to load right before exec (with noNewPrivileges).
+    late_seccomp: Option<LinuxSeccomp>,
+}
+
+/// rlimits, oom_score_adj, no_new_privs, seccomp (early, without NNP),
+/// capabilities and user, cwd; then find the program.
+pub(crate) fn setup_process(
+    proc: &Process,
+    seccomp: Option<&LinuxSeccomp>,
+    in_userns: bool,
+) -> Result<Launch, String> {
+    if let Some(adj) = proc.oom_score_adj() {
+        process::set_oom_score_adj(adj).map_err(|e| e.to_string())?;
+    }
+    if let Some(r) = proc.rlimits() {
+        process::set_rlimits(r).map_err(|e| e.to_string())?;
+    }
+    let caps = CapSets::from_spec(proc.capabilities().as_ref()).map_err(|e| e.to_string())?;
+    let nnp = proc.no_new_privileges() == Some(true);
+    if nnp {
+        process::set_no_new_privs().map_err(|e| e.to_string())?;
+    } else if let Some(s) = seccomp {
+        seams::apply_seccomp(s)?;
+    }
+    caps.drop_bounding().map_err(|e| e.to_string())?;
+    // Inside a user namespace whose setgroups is denied, setgroups fails: skip it then.
+    let setgroups_denied = in_userns
+        && std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() == "deny")
+            .unwrap_or(false);
+    process::set_user(proc, setgroups_denied).map_err(|e| e.to_string())?;
+    caps.apply().map_err(|e| e.to_string())?;
+    process::enter_cwd(proc.cwd()).map_err(|e| e.to_string())?;
+    let args = proc.args().as_deref().unwrap_or(&[]);
+    let env = proc.env().as_deref().unwrap_or(&[]);
+    let path = process::find_executable(&args[0], env).map_err(|e| e.to_string())?;
+    let path = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| "process.args[0]: contains a NUL byte".to_string())?;
+    Ok(Launch {
+        path,
+        argv: process::cstrings(args, "process.args").map_err(|e| e.to_string())?,
+        envp: process::cstrings(env, "process.env").map_err(|e| e.to_string())?,
+        late_seccomp: if nnp { seccomp.cloned() } else { None },
+    })
+}
+
+/// Close every fd not meant for the container and exec through the trampoline.
+pub(crate) fn exec_process(
+    launch: &Launch,
+    trampoline: &std::os::fd::OwnedFd,
+    preserve_fds: u32,
+) -> ! {
+    if let Some(s) = &launch.late_seccomp {
+        if let Err(e) = seams::apply_seccomp(s) {
+            die(e);
+        }
+    }
+    let first = 3 + preserve_fds as i32;
+    if let Err(e) = crate::sys::cloexec_from(first) {
+        die(format_args!("close fds: {e}"));
+    }
+    for fd in 3..first {
+        if fd != trampoline.as_raw_fd() {
+            let _ = crate::sys::set_cloexec(fd, false);
+        }
+    }
+    let mut argv: Vec<&std::ffi::CStr> = Vec::with_capacity(launch.argv.len() + 2);
+    argv.push(crate::trampoline::MARKER);
+    argv.push(&launch.path);
+    argv.extend(launch.argv.iter().map(|a| a.as_c_str()));
+    let envp: Vec<&std::ffi::CStr> = launch.envp.iter().map(|e| e.as_c_str()).collect();
+    let err = crate::sys::execveat_fd(trampoline.as_fd(), &argv, &envp);
+    die(format_args!(
+        "exec {}: {err}",
+        String::from_utf8_lossy(launch.path.as_bytes())
+    ))
+}

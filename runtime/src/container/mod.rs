@@ -1,0 +1,535 @@
+//! The container lifecycle as the OCI runtime spec defines it: create (the
+//! init waits on the exec fifo), start, kill, delete; plus exec.
+//!
+//! Process layout: the runtime clones a short-lived child that joins and
+//! creates the namespaces in the order user namespaces need, then clones the
+//! init with CLONE_PARENT (so the init is the runtime's child, and pid 1 of a
+//! new pid namespace). Runtime and children talk over a `channel`.
+
+mod exec;
+mod init;
+pub mod seams;
+pub mod signals;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::channel::{self, ChannelError, ToChild, ToParent};
+use crate::config::{self, Bundle, ConfigError};
+use crate::namespaces::{self, NamespaceError, Plan};
+use crate::state::{Locked, State, StateError, Status, Store};
+use seams::{Cgroup, CgroupExt, HookPoint};
+
+pub use exec::{ExecOptions, exec};
+
+/// Errors of lifecycle operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error("channel to container process: {0}")]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Terminal(#[from] crate::terminal::TerminalError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("container init: {0}")]
+    Init(String),
+    #[error("cgroup: {0}")]
+    Cgroup(String),
+    #[error("{0}")]
+    Hook(String),
+    #[error("{op}: {source}")]
+    Sys { op: String, source: std::io::Error },
+}
+
+fn sys(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let op = op.into();
+    move |source| ContainerError::Sys { op, source }
+}
+
+/// Options of `create` and `run`.
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+}
+
+/// A container whose init is blocked on the exec fifo.
+pub struct Created {
+    pub locked: Locked,
+    pub state: State,
+    pub spec: Spec,
+    pub cgroup: Option<Cgroup>,
+}
+
+/// Everything the cloned processes need; shared with them by the clone itself.
+pub(crate) struct InitContext<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub plan: &'a Plan,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub console: Option<&'a OwnedFd>,
+    pub state_dir: Option<&'a OwnedFd>,
+    pub trampoline: &'a OwnedFd,
+}
+
+/// Create a container: validate, set up its state, spawn its init and wait
+/// until the init blocks on the exec fifo.
+pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerError> {
+    config::validate_id(&opts.id).map_err(ContainerError::Invalid)?;
+    let bundle = config::load(&opts.bundle)?;
+    let process = bundle.spec.process().as_ref().expect("validated");
+    if process.terminal() == Some(true) && opts.console_socket.is_none() {
+        return Err(ContainerError::Invalid(
+            "process.terminal is set: a --console-socket is needed to receive the terminal".into(),
+        ));
+    }
+    let linux = bundle.spec.linux().as_ref();
+    let plan = Plan::from_spec(linux)?;
+    let cgroups_path = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    let cgroup =
+        seams::open_cgroup(cgroups_path.as_deref(), &opts.id).map_err(ContainerError::Cgroup)?;
+    seams::validate(&bundle.spec, cgroup.as_ref()).map_err(ContainerError::Invalid)?;
+    let console = match &opts.console_socket {
+        Some(p) => Some(crate::terminal::connect(p)?),
+        None => None,
+    };
+    // Everything is validated: from here on, a failure must undo what was done.
+    let locked = store.create(&opts.id)?;
+    let mut guard = Cleanup {
+        locked: Some(locked),
+        pids: Vec::new(),
+        cgroup: cgroup.as_ref(),
+    };
+    let result = spawn(
+        &bundle,
+        &plan,
+        opts,
+        console.as_ref(),
+        cgroup.as_ref(),
+        cgroups_path,
+        &mut guard,
+    );
+    match result {
+        Ok(state) => {
+            let locked = guard.locked.take().expect("held until success");
+            Ok(Created {
+                locked,
+                state,
+                spec: bundle.spec,
+                cgroup,
+            })
+        }
+        Err(e) => {
+            guard.run();
+            Err(e)
+        }
+    }
+}
+
+/// Undo a failed create: kill the processes, remove the cgroup and state dir.
+struct Cleanup<'a> {
+    locked: Option<Locked>,
+    pids: Vec<i32>,
+    cgroup: Option<&'a Cgroup>,
+}
+
+impl Cleanup<'_> {
+    fn run(&mut self) {
+        for &pid in &self.pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        for &pid in &self.pids {
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = self.cgroup {
+            if let Err(e) = cg.remove() {
+                crate::logging::warn(&format!("remove cgroup: {e}"));
+            }
+        }
+        if let Some(l) = self.locked.take() {
+            let _ = l.remove();
+        }
+    }
+}
+
+fn spawn(
+    bundle: &Bundle,
+    plan: &Plan,
+    opts: &CreateOptions,
+    console: Option<&OwnedFd>,
+    cgroup: Option<&Cgroup>,
+    cgroups_path: Option<String>,
+    guard: &mut Cleanup<'_>,
+) -> Result<State, ContainerError> {
+    let locked = guard.locked.as_ref().expect("held");
+    let spec = &bundle.spec;
+    let linux = spec.linux().as_ref();
+    locked.write_atomic(crate::state::CONFIG_FILE, &bundle.raw)?;
+    let root_uid = namespaces::host_id(linux.and_then(|l| l.uid_mappings().as_ref()), 0);
+    let root_gid = namespaces::host_id(linux.and_then(|l| l.gid_mappings().as_ref()), 0);
+    locked.make_fifo(root_uid, root_gid)?;
+    let state_dir = locked.dup_dir().map_err(sys("dup state dir"))?;
+    let trampoline = crate::trampoline::create().map_err(sys("create exec trampoline"))?;
+    let (parent, child) = channel::pair()?;
+
+    let ctx = InitContext {
+        spec,
+        rootfs: &bundle.rootfs,
+        plan,
+        no_pivot: opts.no_pivot,
+        preserve_fds: opts.preserve_fds,
+        console,
+        state_dir: Some(&state_dir),
+        trampoline: &trampoline,
+    };
+    let stage1 = crate::sys::clone_fork(0).map_err(sys("clone"))?;
+    if stage1 == 0 {
+        drop(parent);
+        init::stage1(&ctx, child);
+    }
+    drop(child);
+    guard.pids.push(stage1);
+
+    let annotations = spec
+        .annotations()
+        .as_ref()
+        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let mut state = State {
+        oci_version: spec.version().clone(),
+        id: opts.id.clone(),
+        pid: 0,
+        status: Status::Creating,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::sys::rfc3339_now(),
+        owner: String::new(),
+        annotations,
+        init_start: 0,
+        cgroups_path,
+    };
+    let maps = (
+        linux
+            .and_then(|l| l.uid_mappings().clone())
+            .unwrap_or_default(),
+        linux
+            .and_then(|l| l.gid_mappings().clone())
+            .unwrap_or_default(),
+    );
+    loop {
+        match parent.recv::<ToParent>() {
+            Ok(ToParent::WriteMaps { pid }) => {
+                namespaces::write_id_maps(pid, &maps.0, &maps.1)?;
+                parent.send(&ToChild::MapsWritten)?;
+            }
+            Ok(ToParent::Pid { pid }) => {
+                if pid != stage1 {
+                    guard.pids.insert(0, pid);
+                    // The first stage exits once it has cloned the init.
+                    let _ = nix::sys::wait::waitpid(Pid::from_raw(stage1), None);
+                    guard.pids.retain(|p| *p != stage1);
+                }
+                state.pid = pid;
+                state.init_start = crate::sys::process_start_time(pid).unwrap_or(0);
+                if let Some(cg) = cgroup {
+                    cg.apply_pid(pid).map_err(ContainerError::Cgroup)?;
+                    if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
+                        cg.set_resources(r).map_err(ContainerError::Cgroup)?;
+                    }
+                }
+                let json = serde_json::to_string(&state.oci(Status::Creating)).unwrap_or_default();
+                for point in [HookPoint::Prestart, HookPoint::CreateRuntime] {
+                    seams::run_hooks(point, seams::hooks_of(spec, point), json.as_bytes())
+                        .map_err(ContainerError::Hook)?;
+                }
+                parent.send(&ToChild::Go { state: json })?;
+            }
+            Ok(ToParent::Ready) => break,
+            Ok(ToParent::Error { message }) => return Err(ContainerError::Init(message)),
+            Err(ChannelError::Closed) => {
+                return Err(ContainerError::Init(
+                    "the container's init exited before it was ready".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    state.status = Status::Created;
+    locked.save(&state)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, state.pid)?;
+    }
+    Ok(state)
+}
+
+/// Write a pid file atomically, as runc does.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
+    let tmp = path.with_extension("husk-tmp");
+    std::fs::write(&tmp, pid.to_string()).map_err(sys(format!("write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(sys(format!("write {}", path.display())))
+}
+
+/// Release the init of a created container: open the exec fifo and read the
+/// init's byte. Fails if the init dies meanwhile.
+pub fn release_init(locked: &Locked, state: &State) -> Result<(), ContainerError> {
+    use nix::fcntl::OFlag;
+    let fifo = locked.fifo_path();
+    let fd = nix::fcntl::open(
+        &fifo,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| ContainerError::Sys {
+        op: format!("open {}", fifo.display()),
+        source: e.into(),
+    })?;
+    loop {
+        let mut pfd = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&fd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let n = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16)).unwrap_or(0);
+        if n > 0 {
+            let mut b = [0u8; 1];
+            match nix::unistd::read(&fd, &mut b) {
+                Ok(1) => break,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) => {
+                    return Err(ContainerError::Sys {
+                        op: "read exec fifo".into(),
+                        source: e.into(),
+                    });
+                }
+            }
+        }
+        if !crate::sys::process_alive(state.pid, state.init_start) {
+            return Err(ContainerError::Init(
+                "the container's init exited before it could start".into(),
+            ));
+        }
+        if n > 0 {
+            // POLLHUP without data: the writer went away; give it a moment.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let _ = std::fs::remove_file(&fifo);
+    drop(fd);
+    Ok(())
+}
+
+/// `start`: release the init, then run the poststart hooks.
+pub fn start(store: &Store, id: &str) -> Result<(), ContainerError> {
+    let locked = store.open(id)?;
+    let state = locked.load()?;
+    match locked.status(&state) {
+        Status::Created => {}
+        Status::Stopped => {
+            return Err(ContainerError::Invalid(format!(
+                "cannot start a container that has stopped: {id}"
+            )));
+        }
+        s => {
+            return Err(ContainerError::Invalid(format!(
+                "cannot start an already {s} container: {id}"
+            )));
+        }
+    }
+    release_init(&locked, &state)?;
+    let spec = load_spec(&locked)?;
+    poststart(&spec, &state);
+    Ok(())
+}
+
+/// Run the poststart hooks; failures are warnings.
+pub fn poststart(spec: &Spec, state: &State) {
+    let hooks = seams::hooks_of(spec, HookPoint::Poststart);
+    if hooks.is_empty() {
+        return;
+    }
+    let json = serde_json::to_string(&state.oci(Status::Running)).unwrap_or_default();
+    if let Err(e) = seams::run_hooks(HookPoint::Poststart, hooks, json.as_bytes()) {
+        crate::logging::warn(&e);
+    }
+}
+
+/// The config.json saved with the container.
+pub fn load_spec(locked: &Locked) -> Result<Spec, ContainerError> {
+    let path = locked.dir.join(crate::state::CONFIG_FILE);
+    let raw = std::fs::read(&path).map_err(sys(format!("read {}", path.display())))?;
+    Ok(config::parse(&raw)?)
+}
+
+/// `state`: the OCI state of a container.
+pub fn state(store: &Store, id: &str) -> Result<(State, Status), ContainerError> {
+    let locked = store.open(id)?;
+    let state = locked.load()?;
+    let status = locked.status(&state);
+    Ok((state, status))
+}
+
+/// `kill`: send a signal to the init, or with `all` to every process of the container.
+pub fn kill(store: &Store, id: &str, signal: Signal, all: bool) -> Result<(), ContainerError> {
+    let locked = store.open(id)?;
+    let state = locked.load()?;
+    let status = locked.status(&state);
+    if all {
+        let cg = seams::open_cgroup(state.cgroups_path.as_deref(), id)
+            .map_err(ContainerError::Cgroup)?;
+        let mut pids = match &cg {
+            Some(cg) => cg.list_pids().map_err(ContainerError::Cgroup)?,
+            None => Vec::new(),
+        };
+        if status != Status::Stopped && !pids.contains(&state.pid) {
+            pids.push(state.pid);
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+        }
+        return Ok(());
+    }
+    if status == Status::Stopped {
+        return Err(ContainerError::Invalid(format!(
+            "container {id} is not running"
+        )));
+    }
+    nix::sys::signal::kill(Pid::from_raw(state.pid), signal).map_err(|e| ContainerError::Sys {
+        op: format!("kill container {id} init (pid {})", state.pid),
+        source: e.into(),
+    })
+}
+
+/// `delete`: remove a stopped container (or, with `force` or while only
+/// created, kill it first): cgroup, poststop hooks, state.
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), ContainerError> {
+    config::validate_id(id).map_err(ContainerError::Invalid)?;
+    let locked = store.open(id)?;
+    let state = match locked.load() {
+        Ok(s) => s,
+        // A create that died half-way leaves a directory without state.
+        Err(StateError::NotFound(_)) if force => {
+            locked.remove()?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let status = locked.status(&state);
+    if matches!(status, Status::Running | Status::Paused) && !force {
+        return Err(ContainerError::Invalid(format!(
+            "cannot delete container {id} that is not stopped: {status}"
+        )));
+    }
+    destroy(locked, state, false)
+}
+
+/// Tear a container down: kill what is left, remove its cgroup, run the
+/// poststop hooks, remove its state. `reaped`: the init was already waited for.
+pub fn destroy(locked: Locked, state: State, reaped: bool) -> Result<(), ContainerError> {
+    let cg = seams::open_cgroup(state.cgroups_path.as_deref(), &state.id)
+        .map_err(ContainerError::Cgroup)?;
+    if !reaped && crate::sys::process_alive(state.pid, state.init_start) {
+        if let Some(cg) = &cg {
+            let _ = cg.thaw_all();
+        }
+        let _ = nix::sys::signal::kill(Pid::from_raw(state.pid), Signal::SIGKILL);
+        wait_gone(state.pid, state.init_start, Duration::from_secs(10));
+    }
+    if let Some(cg) = &cg {
+        cg.remove().map_err(ContainerError::Cgroup)?;
+    }
+    let spec = load_spec(&locked).ok();
+    locked.remove()?;
+    if let Some(spec) = spec {
+        let hooks = seams::hooks_of(&spec, HookPoint::Poststop);
+        if !hooks.is_empty() {
+            let json = serde_json::to_string(&state.oci(Status::Stopped)).unwrap_or_default();
+            if let Err(e) = seams::run_hooks(HookPoint::Poststop, hooks, json.as_bytes()) {
+                crate::logging::warn(&e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Wait until a process is gone (or a zombie), reaping it if it is our child.
+fn wait_gone(pid: i32, start: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while crate::sys::process_alive(pid, start) && Instant::now() < deadline {
+        let _ = nix::sys::wait::waitpid(
+            Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = nix::sys::wait::waitpid(
+        Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
+}
+
+/// Pids of a container's processes (cgroup, else the init alone).
+pub fn pids(store: &Store, id: &str) -> Result<Vec<i32>, ContainerError> {
+    let locked = store.open(id)?;
+    let state = locked.load()?;
+    let cg =
+        seams::open_cgroup(state.cgroups_path.as_deref(), id).map_err(ContainerError::Cgroup)?;
+    let mut pids = match &cg {
+        Some(cg) => cg.list_pids().map_err(ContainerError::Cgroup)?,
+        None => Vec::new(),
+    };
+    if pids.is_empty() && locked.status(&state) != Status::Stopped {
+        pids.push(state.pid);
+    }
+    Ok(pids)
+}
+
+/// `pause` / `resume` through the cgroup freezer.
+pub fn set_paused(store: &Store, id: &str, pause: bool) -> Result<(), ContainerError> {
+    let locked = store.open(id)?;
+    let mut state = locked.load()?;
+    let status = locked.status(&state);
+    let want = if pause {
+        Status::Running
+    } else {
+        Status::Paused
+    };
+    if status != want {
+        return Err(ContainerError::Invalid(format!(
+            "container {id} is {status}, not {want}"
+        )));
+    }
+    let cg = seams::open_cgroup(state.cgroups_path.as_deref(), id)
+        .map_err(ContainerError::Cgroup)?
+        .ok_or_else(|| ContainerError::Invalid(format!("container {id} has no cgroup")))?;
+    if pause {
+        cg.freeze_all().map_err(ContainerError::Cgroup)?;
+        state.status = Status::Paused;
+    } else {
+        cg.thaw_all().map_err(ContainerError::Cgroup)?;
+        state.status = Status::Running;
+    }
+    locked.save(&state)?;
+    Ok(())
+}
+
+/// The raw fd of an optional owned fd.
+pub(crate) fn raw(fd: Option<&OwnedFd>) -> Option<i32> {
+    fd.map(|f| f.as_raw_fd())
+}
