@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod cni;
 pub mod netns;
 pub mod oci;
+pub mod oci_runtime;
 pub mod registry;
 pub mod rootfs;
 
