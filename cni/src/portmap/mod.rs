@@ -253,7 +253,10 @@ impl Plugin for PortmapPlugin {
                     need.masq_chain && !shared.masq_chain,
                     "chain CNI-HOSTPORT-MASQ",
                 ),
-                (need.postrouting && !shared.postrouting, "POSTROUTING jump"),
+                (
+                    need.postrouting && !shared.postrouting,
+                    "POSTROUTING jump (ahead of the pods' masquerade jumps)",
+                ),
             ];
             if let Some((_, what)) = missing.iter().find(|(m, _)| *m) {
                 reg.record(0, Some(seen));

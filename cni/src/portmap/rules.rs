@@ -136,7 +136,13 @@ impl Shared {
             output: jump("OUTPUT", DNAT_CHAIN),
             setmark_chain: t.has_chain(SETMARK_CHAIN),
             masq_chain: t.has_chain(MASQ_CHAIN),
-            postrouting: jump("POSTROUTING", MASQ_CHAIN),
+            // Present only where it works: ahead of the per-pod masquerade
+            // chains (an older `-A` jump behind them is superseded by a new
+            // `-I ... 1` one).
+            postrouting: t
+                .rules_of("POSTROUTING")
+                .find(|r| r.contains("-j CNI-"))
+                .is_some_and(|r| r.ends_with(&format!("-j {MASQ_CHAIN}"))),
         }
     }
 
@@ -361,6 +367,11 @@ mod tests {
             saved_text.replace("-I POSTROUTING 1 ", "-A POSTROUTING ")
         ));
         assert_eq!(Shared::of(&t), Shared::default().after_add(true));
+        // A MASQ jump behind a pod's masquerade jump does not count.
+        let late = Table::parse(
+            "-A POSTROUTING -s 10.22.0.9/32 -m comment --comment \"x\" -j CNI-abc\n-A POSTROUTING -m comment --comment \"CNI portfwd requiring masquerade\" -j CNI-HOSTPORT-MASQ\n",
+        );
+        assert!(!Shared::of(&late).postrouting);
         let held = held_ports(&t);
         assert_eq!(held.len(), 2);
         assert_eq!(held[0].id, "c1");
