@@ -5,14 +5,17 @@
 //! - [`libcni`]: driving any CNI plugin chain (`CniConfig`, `Network`).
 //! - [`plugin`]: the plugin side of the protocol.
 //! - [`ipam`]: host-local address management with on-disk, locked allocations.
-//! - [`netlink`], [`iptables`]: the kernel interfaces the plugins use.
-//! - [`bridge`], [`portmap`]: the two plugins.
+//! - [`netlink`], [`iptables`], [`nftgen`]: the kernel interfaces the plugins use.
+//! - [`bridge`], [`portmap`]: the two plugins; [`registry`]: their per-netns
+//!   lock and the cache of portmap's rules that spares ADD an `iptables-save`.
 
 pub mod bridge;
 pub mod ipam;
 pub mod iptables;
 pub mod libcni;
 pub mod netlink;
+pub mod nftgen;
 pub mod plugin;
 pub mod portmap;
+pub mod registry;
 pub mod types;

@@ -6,6 +6,15 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 
 use crate::iptables::{self, Family, IptablesError};
+use crate::registry::Registry;
+
+/// The netns's nat lock, so that portmap's registry stays exact across our
+/// commits; best effort: without it the registry just goes stale.
+fn registry() -> Option<Registry> {
+    Registry::lock()
+        .inspect_err(|e| tracing::debug!(error = %e, "no nat registry"))
+        .ok()
+}
 
 /// The per-container masquerade chain of (`net`, `id`).
 pub fn chain(net: &str, id: &str) -> String {
@@ -27,6 +36,8 @@ fn jump_rule(net: &str, id: &str, ip: &IpAddr) -> String {
 
 /// Add the chain and its POSTROUTING jumps for the container's addresses.
 pub fn setup(net: &str, id: &str, addrs: &[IpNetwork]) -> Result<(), IptablesError> {
+    let reg = registry();
+    let mut commits = 0;
     for fam in [Family::V4, Family::V6] {
         let mine: Vec<&IpNetwork> = addrs
             .iter()
@@ -56,6 +67,10 @@ pub fn setup(net: &str, id: &str, addrs: &[IpNetwork]) -> Result<(), IptablesErr
         }
         b += "COMMIT\n";
         iptables::restore(fam, &b)?;
+        commits += 1;
+    }
+    if let Some(r) = reg {
+        r.carry(commits);
     }
     Ok(())
 }
@@ -64,6 +79,8 @@ pub fn setup(net: &str, id: &str, addrs: &[IpNetwork]) -> Result<(), IptablesErr
 /// known, one restore does it; otherwise (or when that fails because the
 /// rules differ) the table is read and exactly what exists is deleted.
 pub fn teardown(net: &str, id: &str, known: &[IpAddr]) -> Result<(), IptablesError> {
+    let reg = registry();
+    let mut commits = 0;
     let c = chain(net, id);
     for fam in [Family::V4, Family::V6] {
         let mine: Vec<&IpAddr> = known.iter().filter(|a| Family::of(a) == fam).collect();
@@ -74,10 +91,12 @@ pub fn teardown(net: &str, id: &str, known: &[IpAddr]) -> Result<(), IptablesErr
             }
             b += &format!("-F {c}\n-X {c}\nCOMMIT\n");
             if iptables::restore(fam, &b).is_ok() {
+                commits += 1;
                 continue;
             }
         }
-        if fam == Family::V6 && mine.is_empty() && !ip6tables_present() {
+        // Known addresses without one of this family: nothing of it to remove.
+        if mine.is_empty() && (!known.is_empty() || (fam == Family::V6 && !ip6tables_present())) {
             continue;
         }
         let t = iptables::save(fam, "nat")?;
@@ -91,6 +110,10 @@ pub fn teardown(net: &str, id: &str, known: &[IpAddr]) -> Result<(), IptablesErr
         }
         b += &format!("-F {c}\n-X {c}\nCOMMIT\n");
         iptables::restore(fam, &b)?;
+        commits += 1;
+    }
+    if let Some(r) = reg {
+        r.carry(commits);
     }
     Ok(())
 }

@@ -183,7 +183,8 @@ pub fn dispatch(plugin: &impl Plugin, args: &CmdArgs) -> (Vec<u8>, i32) {
 
 /// A plugin binary's `main`: read env and stdin, dispatch, print, exit.
 pub fn main(plugin: &impl Plugin) -> ! {
-    let mut stdin = Vec::new();
+    // Room for a whole config up front: no 32-byte probe reads.
+    let mut stdin = Vec::with_capacity(64 * 1024);
     let code = match std::io::stdin().read_to_end(&mut stdin) {
         Err(e) => {
             print_err(CniError::new(ErrorCode::IoFailure, format!("stdin: {e}")));

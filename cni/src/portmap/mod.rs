@@ -6,15 +6,14 @@ pub mod config;
 pub mod rules;
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::os::fd::AsRawFd;
 
 use crate::iptables::{self, Family};
-use crate::netlink::NetNs;
 use crate::plugin::{CmdArgs, Plugin};
+use crate::registry::{FamState, Registry, State};
 use crate::types::{CniError, CniResult, CniVersion, ErrorCode, NetConf};
 
 pub use config::{Mapping, PortmapConf};
+use rules::{Held, Shared};
 
 /// The plugin.
 pub struct PortmapPlugin;
@@ -23,37 +22,20 @@ fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::internal(e.to_string())
 }
 
-/// Serialises portmap changes within one network namespace: the shared
-/// chains are created on first use and the hostPort check reads the table.
-struct NetnsLock(#[allow(dead_code)] File);
+/// Serialises nat changes within one network namespace (the shared chains
+/// are created on first use, the hostPort check reads the held ports) and
+/// gives the registry of what is mapped.
+fn lock() -> Result<Registry, CniError> {
+    Registry::lock().map_err(|e| CniError::new(ErrorCode::IoFailure, e.to_string()))
+}
 
-impl NetnsLock {
-    fn take() -> Result<NetnsLock, CniError> {
-        let ino = NetNs::current().map_err(internal)?.inode();
-        let dir = std::path::Path::new("/run/husk-cni");
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CniError::new(ErrorCode::IoFailure, format!("{}: {e}", dir.display())))?;
-        let p = dir.join(format!("portmap-{ino}.lock"));
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(|e| CniError::new(ErrorCode::IoFailure, format!("{}: {e}", p.display())))?;
-        loop {
-            // SAFETY: flock on an fd we own; no memory is passed.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(NetnsLock(f));
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(CniError::new(
-                    ErrorCode::IoFailure,
-                    format!("{}: {e}", p.display()),
-                ));
-            }
-        }
-    }
+/// One family's view before ADD: from the registry or from the table.
+struct View {
+    fam: Family,
+    pod: ipnetwork::IpNetwork,
+    shared: Shared,
+    held: Vec<Held>,
+    old_jumps: Vec<String>,
 }
 
 fn families(prev: &CniResult) -> Vec<(Family, ipnetwork::IpNetwork)> {
@@ -95,12 +77,38 @@ impl Plugin for PortmapPlugin {
                 "prevResult.ips: no container address to map ports to",
             ));
         }
-        let _lock = NetnsLock::take()?;
-        let mut tables = Vec::new();
-        for (fam, _) in &fams {
-            let t = iptables::save(*fam, "nat").map_err(internal)?;
-            let held = rules::held_ports(&t);
-            if let Some((m, owner)) = rules::conflict(&held, &args.container_id, &maps) {
+        let reg = lock()?;
+        let net = &conf.name;
+        let id = &args.container_id;
+        // The registry answers unless it is stale or this is a re-ADD
+        // (whose old jumps only the table knows).
+        let mut views = Vec::new();
+        for (fam, pod) in &fams {
+            let known = reg
+                .trusted()
+                .and_then(|s| s.fam(*fam))
+                .filter(|f| !f.held.iter().any(|h| &h.net == net && &h.id == id));
+            let v = match known {
+                Some(f) => View {
+                    fam: *fam,
+                    pod: *pod,
+                    shared: f.shared,
+                    held: f.held.clone(),
+                    old_jumps: Vec::new(),
+                },
+                None => {
+                    let t = iptables::save(*fam, "nat").map_err(internal)?;
+                    let dn = rules::dn_chain(net, id);
+                    View {
+                        fam: *fam,
+                        pod: *pod,
+                        shared: Shared::of(&t),
+                        held: rules::held_ports(&t),
+                        old_jumps: t.jumps_to(&dn).cloned().collect(),
+                    }
+                }
+            };
+            if let Some((m, owner)) = rules::conflict(&v.held, id, &maps) {
                 return Err(CniError::new(
                     ErrorCode::HostPortConflict,
                     format!(
@@ -109,36 +117,53 @@ impl Plugin for PortmapPlugin {
                     ),
                 ));
             }
-            tables.push(t);
+            views.push(v);
         }
         let mark = 1u32 << pc.mark_masq_bit;
-        for ((fam, pod), t) in fams.iter().zip(&tables) {
+        let mut next = reg.trusted().cloned().unwrap_or_default();
+        for (n, v) in views.iter().enumerate() {
             let mine: Vec<Mapping> = maps
                 .iter()
-                .filter(|m| m.host_ip.is_none_or(|ip| Family::of(&ip) == *fam))
+                .filter(|m| m.host_ip.is_none_or(|ip| Family::of(&ip) == v.fam))
                 .cloned()
                 .collect();
             let b = rules::add_batch(
-                t,
-                *fam,
-                &conf.name,
-                &args.container_id,
-                *pod,
+                v.shared,
+                &v.old_jumps,
+                v.fam,
+                net,
+                id,
+                v.pod,
                 &mine,
                 pc.snat.then_some(mark),
             );
-            if let Err(e) = iptables::restore(*fam, &b) {
+            if let Err(e) = iptables::restore(v.fam, &b) {
                 // Undo families already done.
-                for (f2, _) in fams.iter().take_while(|(f2, _)| f2 != fam) {
-                    if let Ok(t2) = iptables::save(*f2, "nat") {
-                        if let Some(d) = rules::del_batch(&t2, &conf.name, &args.container_id) {
-                            let _ = iptables::restore(*f2, &d);
+                for done in views.iter().take(n) {
+                    if let Ok(t2) = iptables::save(done.fam, "nat") {
+                        if let Some(d) = rules::del_batch(&t2, net, id) {
+                            let _ = iptables::restore(done.fam, &d);
                         }
                     }
                 }
                 return Err(internal(e));
             }
+            let mut held: Vec<Held> = v
+                .held
+                .iter()
+                .filter(|h| !(&h.net == net && &h.id == id))
+                .cloned()
+                .collect();
+            held.extend(rules::held_of(net, id, &mine));
+            next.set(
+                v.fam,
+                Some(FamState {
+                    shared: v.shared.after_add(pc.snat),
+                    held,
+                }),
+            );
         }
+        reg.record(views.len() as u32, Some(next));
         if pc.snat && fams.iter().any(|(f, _)| *f == Family::V4) {
             route_localnet(&prev);
         }
@@ -148,7 +173,8 @@ impl Plugin for PortmapPlugin {
     fn del(&self, args: &CmdArgs, conf: &NetConf, _v: CniVersion) -> Result<(), CniError> {
         // Validate, but clean up even when the mappings were not passed again.
         let (_, maps) = PortmapConf::parse(conf)?;
-        let _lock = NetnsLock::take()?;
+        let reg = lock()?;
+        let (net, id) = (&conf.name, &args.container_id);
         // Fast path: the mappings and addresses are known (libcni passes the
         // capability args and the cached result): one restore.
         let fams: Vec<Family> = conf
@@ -158,11 +184,21 @@ impl Plugin for PortmapPlugin {
             .map(|r| families(&r).into_iter().map(|(f, _)| f).collect())
             .unwrap_or_default();
         if !maps.is_empty() && fams == [Family::V4] {
-            let b = rules::del_batch_known(&conf.name, &args.container_id, &maps);
+            let b = rules::del_batch_known(net, id, &maps);
             if iptables::restore(Family::V4, &b).is_ok() {
+                // The chain is gone, so every jump to it was too.
+                let next = reg.trusted().cloned().map(|mut s| {
+                    if let Some(f) = s.v4.as_mut() {
+                        f.held.retain(|h| !(&h.net == net && &h.id == id));
+                    }
+                    s
+                });
+                reg.record(1, next);
                 return Ok(());
             }
         }
+        // Slow path: read what exists; the registry goes stale and the next
+        // ADD rebuilds it from the table.
         for fam in [Family::V4, Family::V6] {
             let t = match iptables::save(fam, "nat") {
                 Ok(t) => t,
@@ -172,7 +208,7 @@ impl Plugin for PortmapPlugin {
                 }
                 Err(e) => return Err(internal(e)),
             };
-            if let Some(b) = rules::del_batch(&t, &conf.name, &args.container_id) {
+            if let Some(b) = rules::del_batch(&t, net, id) {
                 iptables::restore(fam, &b).map_err(internal)?;
             }
         }
@@ -180,15 +216,55 @@ impl Plugin for PortmapPlugin {
     }
 
     fn check(&self, args: &CmdArgs, conf: &NetConf, _v: CniVersion) -> Result<(), CniError> {
-        let (_, maps) = PortmapConf::parse(conf)?;
+        let (pc, maps) = PortmapConf::parse(conf)?;
         if maps.is_empty() {
             return Ok(());
         }
         let prev = conf
             .prev_result()?
             .ok_or_else(|| CniError::invalid_config("prevResult: required for CHECK"))?;
+        let reg = lock()?;
+        let mut seen = State::default();
         for (fam, pod) in families(&prev) {
             let t = iptables::save(fam, "nat").map_err(internal)?;
+            let shared = Shared::of(&t);
+            // Reconcile: the registry is rewritten from the table just read
+            // (kept only if nothing committed meanwhile).
+            seen.set(
+                fam,
+                Some(FamState {
+                    shared,
+                    held: rules::held_ports(&t),
+                }),
+            );
+            let need = Shared::default().after_add(pc.snat);
+            let missing = [
+                (
+                    need.dnat_chain && !shared.dnat_chain,
+                    "chain CNI-HOSTPORT-DNAT",
+                ),
+                (need.prerouting && !shared.prerouting, "PREROUTING jump"),
+                (need.output && !shared.output, "OUTPUT jump"),
+                (
+                    need.setmark_chain && !shared.setmark_chain,
+                    "chain CNI-HOSTPORT-SETMARK",
+                ),
+                (
+                    need.masq_chain && !shared.masq_chain,
+                    "chain CNI-HOSTPORT-MASQ",
+                ),
+                (
+                    need.postrouting && !shared.postrouting,
+                    "POSTROUTING jump (ahead of the pods' masquerade jumps)",
+                ),
+            ];
+            if let Some((_, what)) = missing.iter().find(|(m, _)| *m) {
+                reg.record(0, Some(seen));
+                return Err(CniError::new(
+                    ErrorCode::CheckFailed,
+                    format!("portmap shared {what} is missing"),
+                ));
+            }
             let dn = rules::dn_chain(&conf.name, &args.container_id);
             if !t.has_chain(&dn) {
                 return Err(CniError::new(
@@ -216,6 +292,7 @@ impl Plugin for PortmapPlugin {
                 }
             }
         }
+        reg.record(0, Some(seen));
         Ok(())
     }
 
@@ -228,7 +305,7 @@ impl Plugin for PortmapPlugin {
         let valid: Vec<crate::libcni::Attachment> = serde_json::from_value(v)
             .map_err(|e| CniError::from_json("cni.dev/valid-attachments", &e))?;
         let ids: HashSet<String> = valid.into_iter().map(|a| a.container_id).collect();
-        let _lock = NetnsLock::take()?;
+        let reg = lock()?;
         for fam in [Family::V4, Family::V6] {
             let Ok(t) = iptables::save(fam, "nat") else {
                 continue;
@@ -238,6 +315,12 @@ impl Plugin for PortmapPlugin {
                     iptables::restore(fam, &b).map_err(internal)?;
                 }
             }
+        }
+        drop(reg);
+        // Locks and registries of network namespaces that no longer exist.
+        let gone = crate::registry::gc_files(std::path::Path::new(crate::registry::DIR));
+        if !gone.is_empty() {
+            tracing::debug!(?gone, "removed registries of deleted netns");
         }
         Ok(())
     }

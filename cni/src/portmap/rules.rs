@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
 
 use super::config::Mapping;
 use crate::iptables::{self, Family, Table};
@@ -26,9 +27,11 @@ fn dnat_comment(net: &str, id: &str) -> String {
     iptables::quote(&format!("dnat {}", iptables::comment(net, id)))
 }
 
-/// A hostPort another container holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A hostPort a container holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Held {
+    /// Owner network name.
+    pub net: String,
     /// Owner container id.
     pub id: String,
     /// Protocol.
@@ -52,7 +55,7 @@ pub fn held_ports(t: &Table) -> Vec<Held> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for jump in t.rules_of(DNAT_CHAIN) {
-        let Some((_, id)) = owner_of(jump) else {
+        let Some((net, id)) = owner_of(jump) else {
             continue;
         };
         let Some(target) = jump.rsplit_once("-j ").map(|x| x.1.trim().to_string()) else {
@@ -82,6 +85,7 @@ pub fn held_ports(t: &Table) -> Vec<Held> {
                 .and_then(|d| d.split('/').next())
                 .and_then(|d| d.parse().ok());
             out.push(Held {
+                net: net.clone(),
                 id: id.clone(),
                 protocol: proto.to_string(),
                 port,
@@ -90,6 +94,69 @@ pub fn held_ports(t: &Table) -> Vec<Held> {
         }
     }
     out
+}
+
+/// The held entries of `maps` for (`net`, `id`).
+pub fn held_of(net: &str, id: &str, maps: &[Mapping]) -> Vec<Held> {
+    maps.iter()
+        .map(|m| Held {
+            net: net.to_string(),
+            id: id.to_string(),
+            protocol: m.protocol.clone(),
+            port: m.host_port,
+            host_ip: m.host_ip,
+        })
+        .collect()
+}
+
+/// Which shared chains and entry jumps exist in a nat table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shared {
+    /// CNI-HOSTPORT-DNAT.
+    pub dnat_chain: bool,
+    /// PREROUTING → CNI-HOSTPORT-DNAT.
+    pub prerouting: bool,
+    /// OUTPUT → CNI-HOSTPORT-DNAT.
+    pub output: bool,
+    /// CNI-HOSTPORT-SETMARK.
+    pub setmark_chain: bool,
+    /// CNI-HOSTPORT-MASQ.
+    pub masq_chain: bool,
+    /// POSTROUTING → CNI-HOSTPORT-MASQ.
+    pub postrouting: bool,
+}
+
+impl Shared {
+    /// Read from a saved table.
+    pub fn of(t: &Table) -> Shared {
+        let jump = |top: &str, to: &str| t.rules_of(top).any(|r| r.ends_with(&format!("-j {to}")));
+        Shared {
+            dnat_chain: t.has_chain(DNAT_CHAIN),
+            prerouting: jump("PREROUTING", DNAT_CHAIN),
+            output: jump("OUTPUT", DNAT_CHAIN),
+            setmark_chain: t.has_chain(SETMARK_CHAIN),
+            masq_chain: t.has_chain(MASQ_CHAIN),
+            // Present only where it works: ahead of the per-pod masquerade
+            // chains (an older `-A` jump behind them is superseded by a new
+            // `-I ... 1` one).
+            postrouting: t
+                .rules_of("POSTROUTING")
+                .find(|r| r.contains("-j CNI-"))
+                .is_some_and(|r| r.ends_with(&format!("-j {MASQ_CHAIN}"))),
+        }
+    }
+
+    /// After an ADD batch built from `self` (with SNAT or not) committed.
+    pub fn after_add(self, snat: bool) -> Shared {
+        Shared {
+            dnat_chain: true,
+            prerouting: true,
+            output: true,
+            setmark_chain: self.setmark_chain || snat,
+            masq_chain: self.masq_chain || snat,
+            postrouting: self.postrouting || snat,
+        }
+    }
 }
 
 /// The first mapping that clashes with a port another container holds.
@@ -108,10 +175,13 @@ pub fn conflict<'a>(held: &[Held], id: &str, maps: &'a [Mapping]) -> Option<(&'a
     None
 }
 
-/// The restore batch for ADD, given the current table; `masq_mark` is the
-/// hairpin/localhost masquerade mark (None: no SNAT).
+/// The restore batch for ADD, given which shared chains exist and the
+/// container's old jumps (`old_jumps`, saved `-A` lines, on a re-ADD);
+/// `masq_mark` is the hairpin/localhost masquerade mark (None: no SNAT).
+#[allow(clippy::too_many_arguments)]
 pub fn add_batch(
-    t: &Table,
+    shared: Shared,
+    old_jumps: &[String],
     fam: Family,
     net: &str,
     id: &str,
@@ -123,38 +193,34 @@ pub fn add_batch(
     let mark = masq_mark.unwrap_or(0);
     let dn = dn_chain(net, id);
     let mut b = String::from("*nat\n");
-    if !t.has_chain(DNAT_CHAIN) {
+    if !shared.dnat_chain {
         b += &format!(":{DNAT_CHAIN} - [0:0]\n");
     }
-    if snat && !t.has_chain(SETMARK_CHAIN) {
+    if snat && !shared.setmark_chain {
         b += &format!(
             ":{SETMARK_CHAIN} - [0:0]\n-A {SETMARK_CHAIN} -m comment --comment \"CNI portfwd masquerade mark\" -j MARK --set-xmark {mark:#x}/{mark:#x}\n"
         );
     }
-    if snat && !t.has_chain(MASQ_CHAIN) {
+    if snat && !shared.masq_chain {
         b += &format!(
             ":{MASQ_CHAIN} - [0:0]\n-A {MASQ_CHAIN} -m mark --mark {mark:#x}/{mark:#x} -j MASQUERADE\n"
         );
     }
-    for top in ["PREROUTING", "OUTPUT"] {
-        if !t
-            .rules_of(top)
-            .any(|r| r.ends_with(&format!("-j {DNAT_CHAIN}")))
-        {
+    for (top, there) in [("PREROUTING", shared.prerouting), ("OUTPUT", shared.output)] {
+        if !there {
             b += &format!("-A {top} -m addrtype --dst-type LOCAL -j {DNAT_CHAIN}\n");
         }
     }
-    if snat
-        && !t
-            .rules_of("POSTROUTING")
-            .any(|r| r.ends_with(&format!("-j {MASQ_CHAIN}")))
-    {
+    // First in POSTROUTING (as the reference does): the bridge's per-pod
+    // masquerade chains ACCEPT traffic within the pod subnet, which would
+    // otherwise end the chain before a hairpin connection is masqueraded.
+    if snat && !shared.postrouting {
         b += &format!(
-            "-A POSTROUTING -m comment --comment \"CNI portfwd requiring masquerade\" -j {MASQ_CHAIN}\n"
+            "-I POSTROUTING 1 -m comment --comment \"CNI portfwd requiring masquerade\" -j {MASQ_CHAIN}\n"
         );
     }
     // Re-ADD: drop our old jumps; declaring the chain flushes it.
-    for r in t.jumps_to(&dn) {
+    for r in old_jumps {
         b += &iptables::delete_of(r);
         b.push('\n');
     }
@@ -274,7 +340,8 @@ mod tests {
         let empty = Table::default();
         let pod: IpNetwork = "10.22.0.5/24".parse().unwrap();
         let b = add_batch(
-            &empty,
+            Shared::of(&empty),
+            &[],
             Family::V4,
             "n",
             "c1",
@@ -288,18 +355,33 @@ mod tests {
         assert!(b.contains("--dport 8080 -j DNAT --to-destination 10.22.0.5:80"));
         assert!(b.contains("-s 10.22.0.0/24 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK"));
         assert!(b.contains("--set-xmark 0x2000/0x2000"));
+        assert!(b.contains("-I POSTROUTING 1 -m comment"));
         // Simulate the saved table after that batch and check what is held.
         let saved_text: String = b
             .lines()
-            .filter(|l| l.starts_with("-A ") || l.starts_with(':'))
+            .filter(|l| l.starts_with("-A ") || l.starts_with("-I ") || l.starts_with(':'))
             .map(|l| format!("{l}\n"))
             .collect();
-        let t = Table::parse(&format!(":PREROUTING ACCEPT [0:0]\n{saved_text}"));
+        let t = Table::parse(&format!(
+            ":PREROUTING ACCEPT [0:0]\n{}",
+            saved_text.replace("-I POSTROUTING 1 ", "-A POSTROUTING ")
+        ));
+        assert_eq!(Shared::of(&t), Shared::default().after_add(true));
+        // A MASQ jump behind a pod's masquerade jump does not count.
+        let late = Table::parse(
+            "-A POSTROUTING -s 10.22.0.9/32 -m comment --comment \"x\" -j CNI-abc\n-A POSTROUTING -m comment --comment \"CNI portfwd requiring masquerade\" -j CNI-HOSTPORT-MASQ\n",
+        );
+        assert!(!Shared::of(&late).postrouting);
         let held = held_ports(&t);
         assert_eq!(held.len(), 2);
         assert_eq!(held[0].id, "c1");
+        assert_eq!(
+            held,
+            held_of("n", "c1", &[m(8080, 80, "tcp"), m(5353, 53, "udp")])
+        );
         let again = add_batch(
-            &t,
+            Shared::of(&t),
+            &[],
             Family::V4,
             "n",
             "c2",
