@@ -1,7 +1,7 @@
 //! Device rules (`linux.resources.devices`): validation shared by both layouts,
 //! the v1 `devices.allow`/`devices.deny` lines, and runc's default allow list.
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 use super::CgroupError;
 
@@ -24,6 +24,28 @@ pub const ACC_WRITE: u32 = 4;
 pub const ACC_ALL: u32 = ACC_MKNOD | ACC_READ | ACC_WRITE;
 
 impl Rule {
+    /// The rule as an OCI `linux.resources.devices` entry.
+    pub fn to_spec(&self) -> LinuxDeviceCgroup {
+        let mut access = String::new();
+        for (bit, c) in [(ACC_READ, 'r'), (ACC_WRITE, 'w'), (ACC_MKNOD, 'm')] {
+            if self.access & bit != 0 {
+                access.push(c);
+            }
+        }
+        let typ = match self.kind {
+            'b' => LinuxDeviceType::B,
+            'c' => LinuxDeviceType::C,
+            _ => LinuxDeviceType::A,
+        };
+        let mut d = LinuxDeviceCgroup::default();
+        d.set_allow(self.allow);
+        d.set_typ(Some(typ));
+        d.set_major(self.major.map(i64::from));
+        d.set_minor(self.minor.map(i64::from));
+        d.set_access(Some(access));
+        d
+    }
+
     /// The rule as a v1 `devices.allow`/`devices.deny` line (`c 1:3 rwm`).
     pub fn v1_line(&self) -> String {
         let num = |n: Option<u32>| n.map_or("*".to_string(), |n| n.to_string());
@@ -109,13 +131,17 @@ pub fn rules(list: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, CgroupError> {
         .collect()
 }
 
-/// The rules a container's cgroup gets: the spec's, then runc's default
-/// allow list, so that a spec that denies everything (as `husk spec` and
-/// `runc spec` write) still lets the runtime create /dev/null and friends.
-pub fn effective_rules(list: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, CgroupError> {
-    let mut rules = rules(list)?;
-    rules.extend(runc_default_rules());
-    Ok(rules)
+/// `resources` with runc's default allow list appended to its device rules,
+/// as runc's specconv does before the cgroup manager sees them: a spec that
+/// denies everything (as `husk spec` and `runc spec` write) still lets the
+/// container use /dev/null and friends. The manager itself applies exactly
+/// the rules it is given. Resources without device rules are left as they are.
+pub fn with_default_devices(resources: &LinuxResources) -> LinuxResources {
+    let mut out = resources.clone();
+    if let Some(list) = out.devices_mut() {
+        list.extend(runc_default_rules().iter().map(Rule::to_spec));
+    }
+    out
 }
 
 /// The devices runc lets every container use, besides the ones in the spec:
@@ -174,4 +200,36 @@ pub fn decide(rules: &[Rule], kind: char, major: u32, minor: u32, access: u32) -
         }
     }
     false
+}
+
+#[cfg(test)]
+mod default_device_tests {
+    use super::*;
+
+    #[test]
+    fn default_rules_round_trip_through_spec_entries() {
+        let defaults = runc_default_rules();
+        let spec: Vec<_> = defaults.iter().map(Rule::to_spec).collect();
+        assert_eq!(rules(&spec).expect("valid"), defaults);
+    }
+
+    #[test]
+    fn defaults_follow_the_spec_rules_and_only_when_there_are_rules() {
+        let deny_all: LinuxDeviceCgroup =
+            serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).expect("json");
+        let mut r = LinuxResources::default();
+        assert!(with_default_devices(&r).devices().is_none());
+        r.set_devices(Some(vec![deny_all]));
+        let all = rules(
+            with_default_devices(&r)
+                .devices()
+                .as_ref()
+                .expect("devices"),
+        )
+        .expect("ok");
+        assert!(!all[0].allow, "the spec's rule comes first");
+        // Last match wins: /dev/null (c 1:3) is allowed, /dev/mem (c 1:1) is not.
+        assert!(decide(&all, 'c', 1, 3, ACC_READ | ACC_WRITE));
+        assert!(!decide(&all, 'c', 1, 1, ACC_READ));
+    }
 }

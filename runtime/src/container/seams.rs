@@ -86,7 +86,8 @@ impl CgroupExt for Cgroup {
         self.apply(pid).map_err(|e| e.to_string())
     }
     fn set_resources(&self, r: &LinuxResources) -> Result<(), String> {
-        self.set(r).map_err(|e| e.to_string())
+        self.set(&crate::cgroups::devices::with_default_devices(r))
+            .map_err(|e| e.to_string())
     }
     fn list_pids(&self) -> Result<Vec<i32>, String> {
         self.pids().map_err(|e| e.to_string())

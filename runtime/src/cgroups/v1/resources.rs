@@ -13,7 +13,7 @@ const R: &str = "linux.resources";
 pub fn plan(res: &LinuxResources, bfq: bool) -> Result<Vec<Write>, CgroupError> {
     let mut w = Vec::new();
     if let Some(d) = res.devices() {
-        let rules = devices::effective_rules(d)?;
+        let rules = devices::rules(d)?;
         for (i, r) in rules.iter().enumerate() {
             let file = if r.allow {
                 "devices.allow"

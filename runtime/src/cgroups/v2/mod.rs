@@ -178,7 +178,7 @@ impl CgroupManager for V2Manager {
         }
         write_all(&self.dir, &plan.writes)?;
         if let Some(d) = resources.devices() {
-            bpf::install(&self.dir, &devices::effective_rules(d)?)?;
+            bpf::install(&self.dir, &devices::rules(d)?)?;
         }
         Ok(())
     }
