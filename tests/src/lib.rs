@@ -7,6 +7,7 @@
 pub mod bins;
 pub mod cgroup;
 pub mod cni;
+pub mod husk_ctr;
 pub mod netns;
 pub mod oci;
 pub mod oci_runtime;

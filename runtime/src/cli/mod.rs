@@ -2,6 +2,7 @@
 
 mod create;
 mod delete;
+mod events;
 mod exec;
 mod features;
 mod kill;
@@ -12,6 +13,7 @@ mod run;
 mod spec;
 mod start;
 mod state;
+mod update;
 
 use std::path::PathBuf;
 
@@ -83,6 +85,10 @@ enum Command {
     Pause(pause::Args),
     /// Resume a paused container.
     Resume(pause::Args),
+    /// Change a running container's resource limits.
+    Update(update::Args),
+    /// Print a container's resource statistics (and OOM events).
+    Events(events::Args),
 }
 
 /// Parse the command line, run the command, exit with its status.
@@ -123,5 +129,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Features => features::run(),
         Command::Pause(a) => pause::run(&store, a, true),
         Command::Resume(a) => pause::run(&store, a, false),
+        Command::Update(a) => update::run(&store, a),
+        Command::Events(a) => events::run(&store, a),
     }
 }
