@@ -52,7 +52,10 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     // not lost; the init resets its own mask.
     let sigset = (!a.detach).then(container::signals::block_forwarded);
     let created = container::create(store, &opts).with_context(ctx)?;
-    if let Err(e) = container::release_init(&created.locked, &created.state) {
+    let wait_exec =
+        !container::seams::hooks_of(&created.spec, container::seams::HookPoint::Poststart)
+            .is_empty();
+    if let Err(e) = container::release_init(&created.locked, &created.state, wait_exec) {
         let _ = container::destroy(created.locked, created.state, false);
         return Err(e).with_context(ctx);
     }

@@ -218,9 +218,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
                 if let Some(cg) = &cgroup {
                     cg.apply_pid(p).map_err(ContainerError::Cgroup)?;
                 }
-                parent.send(&ToChild::Go {
-                    state: String::new(),
-                })?;
+                parent.send(&ToChild::Go { state: None })?;
             }
             Ok(ToParent::Ready) => return Ok(()),
             Ok(ToParent::Error { message }) => return Err(ContainerError::Init(message)),

@@ -255,12 +255,17 @@ fn spawn(
                         cg.set_resources(r).map_err(ContainerError::Cgroup)?;
                     }
                 }
-                let json = serde_json::to_string(&state.oci(Status::Creating)).unwrap_or_default();
                 for point in [HookPoint::Prestart, HookPoint::CreateRuntime] {
-                    seams::run_hooks(point, seams::hooks_of(spec, point), json.as_bytes())
-                        .map_err(ContainerError::Hook)?;
+                    let hooks = seams::hooks_of(spec, point);
+                    if !hooks.is_empty() {
+                        let json =
+                            serde_json::to_vec(&state.oci(Status::Creating)).unwrap_or_default();
+                        seams::run_hooks(point, hooks, &json).map_err(ContainerError::Hook)?;
+                    }
                 }
-                parent.send(&ToChild::Go { state: json })?;
+                parent.send(&ToChild::Go {
+                    state: Some(Box::new(state.clone())),
+                })?;
             }
             Ok(ToParent::Ready) => break,
             Ok(ToParent::Error { message }) => return Err(ContainerError::Init(message)),
@@ -288,8 +293,11 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
 }
 
 /// Release the init of a created container: open the exec fifo and read the
-/// init's byte. Fails if the init dies meanwhile.
-pub fn release_init(locked: &Locked, state: &State) -> Result<(), ContainerError> {
+/// init's byte, written once its startContainer hooks ran. With `wait_exec`,
+/// also wait until the init has exec'd the user's program (the fifo's write
+/// end closes on exec), as poststart hooks must run after that. Fails if the
+/// init dies meanwhile.
+pub fn release_init(locked: &Locked, state: &State, wait_exec: bool) -> Result<(), ContainerError> {
     use nix::fcntl::OFlag;
     let fifo = locked.fifo_path();
     let fd = nix::fcntl::open(
@@ -301,16 +309,20 @@ pub fn release_init(locked: &Locked, state: &State) -> Result<(), ContainerError
         op: format!("open {}", fifo.display()),
         source: e.into(),
     })?;
+    let mut got_byte = false;
     loop {
         let mut pfd = [nix::poll::PollFd::new(
             std::os::fd::AsFd::as_fd(&fd),
             nix::poll::PollFlags::POLLIN,
         )];
         let n = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16)).unwrap_or(0);
+        let hup = pfd[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLHUP));
         if n > 0 {
             let mut b = [0u8; 1];
             match nix::unistd::read(&fd, &mut b) {
-                Ok(1) => break,
+                Ok(1) => got_byte = true,
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
                 Err(e) => {
                     return Err(ContainerError::Sys {
@@ -320,12 +332,19 @@ pub fn release_init(locked: &Locked, state: &State) -> Result<(), ContainerError
                 }
             }
         }
+        if got_byte && (!wait_exec || hup) {
+            break;
+        }
         if !crate::sys::process_alive(state.pid, state.init_start) {
+            if got_byte {
+                // It exec'd and its program already exited.
+                break;
+            }
             return Err(ContainerError::Init(
                 "the container's init exited before it could start".into(),
             ));
         }
-        if n > 0 {
+        if n > 0 && hup && !got_byte {
             // POLLHUP without data: the writer went away; give it a moment.
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -352,8 +371,9 @@ pub fn start(store: &Store, id: &str) -> Result<(), ContainerError> {
             )));
         }
     }
-    release_init(&locked, &state)?;
     let spec = load_spec(&locked)?;
+    let wait_exec = !seams::hooks_of(&spec, HookPoint::Poststart).is_empty();
+    release_init(&locked, &state, wait_exec)?;
     poststart(&spec, &state);
     Ok(())
 }
