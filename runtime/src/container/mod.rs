@@ -66,6 +66,9 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    /// With `process.terminal` and no console socket: keep the pty master
+    /// (in [`Created::tty_master`]) for the caller to copy in the foreground.
+    pub foreground_tty: bool,
 }
 
 /// A container whose init is blocked on the exec fifo.
@@ -74,6 +77,8 @@ pub struct Created {
     pub state: State,
     pub spec: Spec,
     pub cgroup: Option<Cgroup>,
+    /// The pty master, with [`CreateOptions::foreground_tty`].
+    pub tty_master: Option<OwnedFd>,
 }
 
 /// Everything the cloned processes need; shared with them by the clone itself.
@@ -94,7 +99,8 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
     config::validate_id(&opts.id).map_err(ContainerError::Invalid)?;
     let bundle = config::load(&opts.bundle)?;
     let process = bundle.spec.process().as_ref().expect("validated");
-    if process.terminal() == Some(true) && opts.console_socket.is_none() {
+    let terminal = process.terminal() == Some(true);
+    if terminal && opts.console_socket.is_none() && !opts.foreground_tty {
         return Err(ContainerError::Invalid(
             "process.terminal is set: a --console-socket is needed to receive the terminal".into(),
         ));
@@ -107,9 +113,15 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
     let cgroup =
         seams::open_cgroup(cgroups_path.as_deref(), &opts.id).map_err(ContainerError::Cgroup)?;
     seams::validate(&bundle.spec, cgroup.as_ref()).map_err(ContainerError::Invalid)?;
-    let console = match &opts.console_socket {
-        Some(p) => Some(crate::terminal::connect(p)?),
-        None => None,
+    // Without a console socket, a private socketpair: the init sends the
+    // master to `tty_socket`, kept here.
+    let (console, tty_socket) = match &opts.console_socket {
+        Some(p) => (Some(crate::terminal::connect(p)?), None),
+        None if terminal => {
+            let (ours, theirs) = crate::console::socket_pair()?;
+            (Some(theirs), Some(ours))
+        }
+        None => (None, None),
     };
     // Everything is validated: from here on, a failure must undo what was done.
     let locked = store.create(&opts.id)?;
@@ -127,14 +139,24 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
         cgroups_path,
         &mut guard,
     );
+    drop(console);
+    let result = result.and_then(|state| {
+        // The init sent the master before it reported ready.
+        let master = tty_socket
+            .as_ref()
+            .map(crate::console::receive_master)
+            .transpose()?;
+        Ok((state, master))
+    });
     match result {
-        Ok(state) => {
+        Ok((state, tty_master)) => {
             let locked = guard.locked.take().expect("held until success");
             Ok(Created {
                 locked,
                 state,
                 spec: bundle.spec,
                 cgroup,
+                tty_master,
             })
         }
         Err(e) => {
