@@ -42,7 +42,8 @@ pub(crate) fn child_preamble() {
     }
 }
 
-/// First stage: join and create namespaces, then clone the init.
+/// First stage: join and create namespaces, then clone the init (needed
+/// when namespaces are joined by path or a user namespace is mapped).
 pub(crate) fn stage1(ctx: &InitContext<'_>, ch: Channel) -> ! {
     child_preamble();
     let plan = ctx.plan;
@@ -98,7 +99,7 @@ pub(crate) fn stage1(ctx: &InitContext<'_>, ch: Channel) -> ! {
 
 /// The container's init: waits for the runtime's go, builds the rootfs, sets
 /// up the process, reports ready, waits on the exec fifo, execs.
-fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
+pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
     child_preamble();
     let mut hook_state = match ch.recv::<ToChild>() {
         Ok(ToChild::Go { state: Some(state) }) => state,

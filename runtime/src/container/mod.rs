@@ -1,10 +1,12 @@
 //! The container lifecycle as the OCI runtime spec defines it: create (the
 //! init waits on the exec fifo), start, kill, delete; plus exec.
 //!
-//! Process layout: the runtime clones a short-lived child that joins and
-//! creates the namespaces in the order user namespaces need, then clones the
-//! init with CLONE_PARENT (so the init is the runtime's child, and pid 1 of a
-//! new pid namespace). Runtime and children talk over a `channel`.
+//! Process layout: when namespaces are joined by path or a user namespace is
+//! created, the runtime clones a short-lived child that joins and creates the
+//! namespaces in the order user namespaces need, then clones the init with
+//! CLONE_PARENT (so the init is the runtime's child, and pid 1 of a new pid
+//! namespace). Otherwise the init is cloned directly with every CLONE_NEW*
+//! flag. Runtime and children talk over a `channel`.
 
 mod exec;
 mod init;
@@ -222,9 +224,17 @@ fn spawn(
         state_dir: Some(&state_dir),
         trampoline: &trampoline,
     };
-    let stage1 = crate::sys::clone_fork(0).map_err(sys("clone"))?;
+    // Without namespaces to join or a user namespace to map, the init is
+    // cloned straight into its new namespaces: no first stage to clone, wait
+    // for and reap.
+    let direct = plan.join.is_empty() && !plan.new_user;
+    let flags = if direct { plan.new.bits() as u64 } else { 0 };
+    let stage1 = crate::sys::clone_fork(flags).map_err(sys("clone"))?;
     if stage1 == 0 {
         drop(parent);
+        if direct {
+            init::init(&ctx, child);
+        }
         init::stage1(&ctx, child);
     }
     drop(child);
@@ -256,8 +266,14 @@ fn spawn(
             .and_then(|l| l.gid_mappings().clone())
             .unwrap_or_default(),
     );
+    // A directly cloned init is known without a message.
+    let mut direct_pid = direct.then_some(stage1);
     loop {
-        match parent.recv::<ToParent>() {
+        let msg = match direct_pid.take() {
+            Some(pid) => Ok(ToParent::Pid { pid }),
+            None => parent.recv::<ToParent>(),
+        };
+        match msg {
             Ok(ToParent::WriteMaps { pid }) => {
                 namespaces::write_id_maps(pid, &maps.0, &maps.1)?;
                 parent.send(&ToChild::MapsWritten)?;
