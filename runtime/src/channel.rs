@@ -36,9 +36,12 @@ pub enum ChannelError {
 pub enum ToChild {
     /// uid/gid maps are written.
     MapsWritten,
-    /// The init is in its cgroup and the runtime hooks ran; `state` is the OCI
-    /// state JSON handed to the container's own hooks.
-    Go { state: String },
+    /// The init is in its cgroup and the runtime hooks ran; `state` is the
+    /// container's record, from which the init builds the state its own hooks
+    /// see (absent for exec).
+    Go {
+        state: Option<Box<crate::state::State>>,
+    },
 }
 
 /// Messages from a cloned process to the runtime.

@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod container;
 pub mod hooks;
 pub mod logging;

@@ -246,7 +246,7 @@ impl Locked {
         read_state(&self.dir, &self.id)
     }
 
-    /// Write state.json atomically: temp file, fsync, rename.
+    /// Write state.json atomically: temp file, rename.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
         let buf = serde_json::to_vec(state).map_err(|source| StateError::Malformed {
             path: self.dir.join(STATE_FILE),
@@ -255,7 +255,7 @@ impl Locked {
         self.write_atomic(STATE_FILE, &buf)
     }
 
-    /// Write a file in the state dir atomically.
+    /// Write a file in the state dir atomically (temp file, rename).
     pub fn write_atomic(&self, name: &str, data: &[u8]) -> Result<(), StateError> {
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let dst = self.dir.join(name);
@@ -268,7 +268,8 @@ impl Locked {
             .open(&tmp)
             .map_err(io_err(&tmp))?;
         f.write_all(data).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
+        // No fsync (as runc): the state lives on /run, a tmpfs gone at reboot;
+        // the rename alone makes the update atomic for readers.
         fs::rename(&tmp, &dst).map_err(io_err(&dst))
     }
 

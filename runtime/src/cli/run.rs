@@ -47,12 +47,16 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         console_socket: a.console_socket.clone(),
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
+        foreground_tty: !a.detach,
     };
     // Block the forwarded signals before the init can exit, so its SIGCHLD is
     // not lost; the init resets its own mask.
     let sigset = (!a.detach).then(container::signals::block_forwarded);
     let created = container::create(store, &opts).with_context(ctx)?;
-    if let Err(e) = container::release_init(&created.locked, &created.state) {
+    let wait_exec =
+        !container::seams::hooks_of(&created.spec, container::seams::HookPoint::Poststart)
+            .is_empty();
+    if let Err(e) = container::release_init(&created.locked, &created.state, wait_exec) {
         let _ = container::destroy(created.locked, created.state, false);
         return Err(e).with_context(ctx);
     }
@@ -61,9 +65,17 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         return Ok(0);
     };
     // Other commands (kill, state, exec) must work while we wait: let go of the lock.
-    let container::Created { locked, state, .. } = created;
+    let container::Created {
+        locked,
+        state,
+        tty_master,
+        ..
+    } = created;
     drop(locked);
-    let code = container::signals::forward_and_wait(state.pid, &set);
+    let code = match tty_master {
+        Some(master) => crate::console::proxy_and_wait(master, state.pid, &set),
+        None => container::signals::forward_and_wait(state.pid, &set),
+    };
     if !a.keep {
         // A concurrent `delete --force` may have removed it already.
         if let Ok(locked) = store.open(&a.id) {

@@ -132,17 +132,24 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
             "process.args: must not be empty".into(),
         ));
     }
-    if proc.terminal() == Some(true) && o.console_socket.is_none() {
+    let terminal = proc.terminal() == Some(true);
+    if terminal && o.console_socket.is_none() && o.detach {
         return Err(ContainerError::Invalid(
-            "--tty needs a --console-socket to receive the terminal".into(),
+            "--tty with --detach needs a --console-socket to receive the terminal".into(),
         ));
     }
     let plan = Plan::join_process(state.pid)?;
     let cgroup =
         seams::open_cgroup(state.cgroups_path.as_deref(), &o.id).map_err(ContainerError::Cgroup)?;
-    let console: Option<OwnedFd> = match &o.console_socket {
-        Some(p) => Some(crate::terminal::connect(p)?),
-        None => None,
+    // In the foreground without a console socket, the master comes back over
+    // a private socketpair and is copied to our stdio.
+    let (console, tty_socket): (Option<OwnedFd>, Option<OwnedFd>) = match &o.console_socket {
+        Some(p) => (Some(crate::terminal::connect(p)?), None),
+        None if terminal => {
+            let (ours, theirs) = crate::console::socket_pair()?;
+            (Some(theirs), Some(ours))
+        }
+        None => (None, None),
     };
     let trampoline = crate::trampoline::create().map_err(sys("create exec trampoline"))?;
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
@@ -218,9 +225,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
                 if let Some(cg) = &cgroup {
                     cg.apply_pid(p).map_err(ContainerError::Cgroup)?;
                 }
-                parent.send(&ToChild::Go {
-                    state: String::new(),
-                })?;
+                parent.send(&ToChild::Go { state: None })?;
             }
             Ok(ToParent::Ready) => return Ok(()),
             Ok(ToParent::Error { message }) => return Err(ContainerError::Init(message)),
@@ -237,23 +242,35 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
             Err(e) => return Err(e.into()),
         }
     })();
-    if let Err(e) = result {
-        for p in [pid, stage1] {
-            if p > 0 {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p), None);
+    drop(console);
+    // The process sent the master before it reported ready.
+    let result = result.and_then(|()| {
+        Ok(tty_socket
+            .as_ref()
+            .map(crate::console::receive_master)
+            .transpose()?)
+    });
+    let tty_master = match result {
+        Ok(m) => m,
+        Err(e) => {
+            for p in [pid, stage1] {
+                if p > 0 {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(p),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p), None);
+                }
             }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     if let Some(p) = &o.pid_file {
         super::write_pid_file(p, pid)?;
     }
-    match sigset {
-        None => Ok(0),
-        Some(set) => Ok(super::signals::forward_and_wait(pid, &set)),
+    match (sigset, tty_master) {
+        (None, _) => Ok(0),
+        (Some(set), Some(master)) => Ok(crate::console::proxy_and_wait(master, pid, &set)),
+        (Some(set), None) => Ok(super::signals::forward_and_wait(pid, &set)),
     }
 }

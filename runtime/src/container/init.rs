@@ -15,6 +15,7 @@ use super::{InitContext, raw};
 use crate::channel::{Channel, ToChild, ToParent};
 use crate::namespaces;
 use crate::process::{self, CapSets};
+use crate::state::Status;
 
 /// Report an error to the runtime and exit.
 pub(crate) fn fail(ch: &Channel, msg: impl std::fmt::Display) -> ! {
@@ -41,7 +42,8 @@ pub(crate) fn child_preamble() {
     }
 }
 
-/// First stage: join and create namespaces, then clone the init.
+/// First stage: join and create namespaces, then clone the init (needed
+/// when namespaces are joined by path or a user namespace is mapped).
 pub(crate) fn stage1(ctx: &InitContext<'_>, ch: Channel) -> ! {
     child_preamble();
     let plan = ctx.plan;
@@ -97,10 +99,10 @@ pub(crate) fn stage1(ctx: &InitContext<'_>, ch: Channel) -> ! {
 
 /// The container's init: waits for the runtime's go, builds the rootfs, sets
 /// up the process, reports ready, waits on the exec fifo, execs.
-fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
+pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
     child_preamble();
-    let hook_state = match ch.recv::<ToChild>() {
-        Ok(ToChild::Go { state }) => state,
+    let mut hook_state = match ch.recv::<ToChild>() {
+        Ok(ToChild::Go { state: Some(state) }) => state,
         Ok(other) => fail(&ch, format!("unexpected message {other:?}")),
         Err(e) => fail(&ch, e),
     };
@@ -129,11 +131,10 @@ fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
     if let Err(e) = crate::rootfs::prepare(spec, ctx.rootfs, in_userns, plan.new_cgroup) {
         fail(&ch, format!("rootfs {}: {e}", ctx.rootfs.display()));
     }
-    if let Err(e) = seams::run_hooks(
-        HookPoint::CreateContainer,
-        seams::hooks_of(spec, HookPoint::CreateContainer),
-        hook_state.as_bytes(),
-    ) {
+    // Hooks run in the container's namespaces see the pid as the container
+    // does (1 in a pid namespace of its own).
+    hook_state.pid = nix::unistd::getpid().as_raw();
+    if let Err(e) = run_container_hooks(spec, HookPoint::CreateContainer, &hook_state) {
         fail(&ch, e);
     }
     if let Err(e) = crate::rootfs::switch_root(ctx.rootfs, ctx.no_pivot) {
@@ -160,20 +161,43 @@ fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
         fail(&ch, e);
     }
     drop(ch);
-    // Block until `start` opens the fifo for reading.
-    if let Some(dir) = ctx.state_dir {
-        if let Err(e) = wait_for_start(dir) {
-            die(format_args!("wait for start: {e}"));
-        }
-    }
-    if let Err(e) = seams::run_hooks(
-        HookPoint::StartContainer,
-        seams::hooks_of(spec, HookPoint::StartContainer),
-        hook_state.as_bytes(),
-    ) {
+    // Block until `start` opens the fifo for reading, run the startContainer
+    // hooks, then tell `start` (the byte) and exec, which closes the fifo.
+    let fifo = match ctx.state_dir.map(open_exec_fifo).transpose() {
+        Ok(f) => f,
+        Err(e) => die(format_args!("wait for start: {e}")),
+    };
+    if let Err(e) = run_container_hooks(spec, HookPoint::StartContainer, &hook_state) {
         die(e);
     }
+    if let Some(fd) = &fifo {
+        if let Err(e) = nix::unistd::write(fd, b"0") {
+            die(format_args!("write exec fifo: {e}"));
+        }
+    }
     exec_process(&launch, ctx.trampoline, ctx.preserve_fds)
+}
+
+/// Run the hooks executed in the container's namespaces: createContainer
+/// sees the status `creating`, startContainer `created` (the user's program
+/// has not run yet).
+fn run_container_hooks(
+    spec: &oci_spec::runtime::Spec,
+    point: HookPoint,
+    state: &crate::state::State,
+) -> Result<(), String> {
+    let hooks = seams::hooks_of(spec, point);
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let status = if point == HookPoint::StartContainer {
+        Status::Created
+    } else {
+        Status::Creating
+    };
+    let json =
+        serde_json::to_vec(&state.oci(status)).map_err(|e| format!("{point}: state: {e}"))?;
+    seams::run_hooks(point, hooks, &json)
 }
 
 /// Write to stderr and exit (after the runtime stopped listening).
@@ -183,16 +207,15 @@ pub(crate) fn die(msg: impl std::fmt::Display) -> ! {
     unsafe { libc::_exit(127) }
 }
 
-fn wait_for_start(dir: &std::os::fd::OwnedFd) -> Result<(), nix::Error> {
+/// Open the exec fifo for writing: blocks until `start` opens it for reading.
+fn open_exec_fifo(dir: &std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, nix::Error> {
     use nix::fcntl::OFlag;
-    let fd = nix::fcntl::openat(
+    nix::fcntl::openat(
         dir.as_fd(),
         crate::state::FIFO_FILE,
         OFlag::O_WRONLY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
-    )?;
-    nix::unistd::write(&fd, b"0")?;
-    Ok(())
+    )
 }
 
 fn setup_terminal(

@@ -1,10 +1,12 @@
 //! The container lifecycle as the OCI runtime spec defines it: create (the
 //! init waits on the exec fifo), start, kill, delete; plus exec.
 //!
-//! Process layout: the runtime clones a short-lived child that joins and
-//! creates the namespaces in the order user namespaces need, then clones the
-//! init with CLONE_PARENT (so the init is the runtime's child, and pid 1 of a
-//! new pid namespace). Runtime and children talk over a `channel`.
+//! Process layout: when namespaces are joined by path or a user namespace is
+//! created, the runtime clones a short-lived child that joins and creates the
+//! namespaces in the order user namespaces need, then clones the init with
+//! CLONE_PARENT (so the init is the runtime's child, and pid 1 of a new pid
+//! namespace). Otherwise the init is cloned directly with every CLONE_NEW*
+//! flag. Runtime and children talk over a `channel`.
 
 mod exec;
 mod init;
@@ -66,6 +68,9 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    /// With `process.terminal` and no console socket: keep the pty master
+    /// (in [`Created::tty_master`]) for the caller to copy in the foreground.
+    pub foreground_tty: bool,
 }
 
 /// A container whose init is blocked on the exec fifo.
@@ -74,6 +79,8 @@ pub struct Created {
     pub state: State,
     pub spec: Spec,
     pub cgroup: Option<Cgroup>,
+    /// The pty master, with [`CreateOptions::foreground_tty`].
+    pub tty_master: Option<OwnedFd>,
 }
 
 /// Everything the cloned processes need; shared with them by the clone itself.
@@ -94,7 +101,8 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
     config::validate_id(&opts.id).map_err(ContainerError::Invalid)?;
     let bundle = config::load(&opts.bundle)?;
     let process = bundle.spec.process().as_ref().expect("validated");
-    if process.terminal() == Some(true) && opts.console_socket.is_none() {
+    let terminal = process.terminal() == Some(true);
+    if terminal && opts.console_socket.is_none() && !opts.foreground_tty {
         return Err(ContainerError::Invalid(
             "process.terminal is set: a --console-socket is needed to receive the terminal".into(),
         ));
@@ -107,9 +115,15 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
     let cgroup =
         seams::open_cgroup(cgroups_path.as_deref(), &opts.id).map_err(ContainerError::Cgroup)?;
     seams::validate(&bundle.spec, cgroup.as_ref()).map_err(ContainerError::Invalid)?;
-    let console = match &opts.console_socket {
-        Some(p) => Some(crate::terminal::connect(p)?),
-        None => None,
+    // Without a console socket, a private socketpair: the init sends the
+    // master to `tty_socket`, kept here.
+    let (console, tty_socket) = match &opts.console_socket {
+        Some(p) => (Some(crate::terminal::connect(p)?), None),
+        None if terminal => {
+            let (ours, theirs) = crate::console::socket_pair()?;
+            (Some(theirs), Some(ours))
+        }
+        None => (None, None),
     };
     // Everything is validated: from here on, a failure must undo what was done.
     let locked = store.create(&opts.id)?;
@@ -127,14 +141,24 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
         cgroups_path,
         &mut guard,
     );
+    drop(console);
+    let result = result.and_then(|state| {
+        // The init sent the master before it reported ready.
+        let master = tty_socket
+            .as_ref()
+            .map(crate::console::receive_master)
+            .transpose()?;
+        Ok((state, master))
+    });
     match result {
-        Ok(state) => {
+        Ok((state, tty_master)) => {
             let locked = guard.locked.take().expect("held until success");
             Ok(Created {
                 locked,
                 state,
                 spec: bundle.spec,
                 cgroup,
+                tty_master,
             })
         }
         Err(e) => {
@@ -200,9 +224,17 @@ fn spawn(
         state_dir: Some(&state_dir),
         trampoline: &trampoline,
     };
-    let stage1 = crate::sys::clone_fork(0).map_err(sys("clone"))?;
+    // Without namespaces to join or a user namespace to map, the init is
+    // cloned straight into its new namespaces: no first stage to clone, wait
+    // for and reap.
+    let direct = plan.join.is_empty() && !plan.new_user;
+    let flags = if direct { plan.new.bits() as u64 } else { 0 };
+    let stage1 = crate::sys::clone_fork(flags).map_err(sys("clone"))?;
     if stage1 == 0 {
         drop(parent);
+        if direct {
+            init::init(&ctx, child);
+        }
         init::stage1(&ctx, child);
     }
     drop(child);
@@ -234,8 +266,14 @@ fn spawn(
             .and_then(|l| l.gid_mappings().clone())
             .unwrap_or_default(),
     );
+    // A directly cloned init is known without a message.
+    let mut direct_pid = direct.then_some(stage1);
     loop {
-        match parent.recv::<ToParent>() {
+        let msg = match direct_pid.take() {
+            Some(pid) => Ok(ToParent::Pid { pid }),
+            None => parent.recv::<ToParent>(),
+        };
+        match msg {
             Ok(ToParent::WriteMaps { pid }) => {
                 namespaces::write_id_maps(pid, &maps.0, &maps.1)?;
                 parent.send(&ToChild::MapsWritten)?;
@@ -255,12 +293,17 @@ fn spawn(
                         cg.set_resources(r).map_err(ContainerError::Cgroup)?;
                     }
                 }
-                let json = serde_json::to_string(&state.oci(Status::Creating)).unwrap_or_default();
                 for point in [HookPoint::Prestart, HookPoint::CreateRuntime] {
-                    seams::run_hooks(point, seams::hooks_of(spec, point), json.as_bytes())
-                        .map_err(ContainerError::Hook)?;
+                    let hooks = seams::hooks_of(spec, point);
+                    if !hooks.is_empty() {
+                        let json =
+                            serde_json::to_vec(&state.oci(Status::Creating)).unwrap_or_default();
+                        seams::run_hooks(point, hooks, &json).map_err(ContainerError::Hook)?;
+                    }
                 }
-                parent.send(&ToChild::Go { state: json })?;
+                parent.send(&ToChild::Go {
+                    state: Some(Box::new(state.clone())),
+                })?;
             }
             Ok(ToParent::Ready) => break,
             Ok(ToParent::Error { message }) => return Err(ContainerError::Init(message)),
@@ -288,8 +331,11 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
 }
 
 /// Release the init of a created container: open the exec fifo and read the
-/// init's byte. Fails if the init dies meanwhile.
-pub fn release_init(locked: &Locked, state: &State) -> Result<(), ContainerError> {
+/// init's byte, written once its startContainer hooks ran. With `wait_exec`,
+/// also wait until the init has exec'd the user's program (the fifo's write
+/// end closes on exec), as poststart hooks must run after that. Fails if the
+/// init dies meanwhile.
+pub fn release_init(locked: &Locked, state: &State, wait_exec: bool) -> Result<(), ContainerError> {
     use nix::fcntl::OFlag;
     let fifo = locked.fifo_path();
     let fd = nix::fcntl::open(
@@ -301,16 +347,20 @@ pub fn release_init(locked: &Locked, state: &State) -> Result<(), ContainerError
         op: format!("open {}", fifo.display()),
         source: e.into(),
     })?;
+    let mut got_byte = false;
     loop {
         let mut pfd = [nix::poll::PollFd::new(
             std::os::fd::AsFd::as_fd(&fd),
             nix::poll::PollFlags::POLLIN,
         )];
         let n = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16)).unwrap_or(0);
+        let hup = pfd[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLHUP));
         if n > 0 {
             let mut b = [0u8; 1];
             match nix::unistd::read(&fd, &mut b) {
-                Ok(1) => break,
+                Ok(1) => got_byte = true,
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
                 Err(e) => {
                     return Err(ContainerError::Sys {
@@ -320,12 +370,19 @@ pub fn release_init(locked: &Locked, state: &State) -> Result<(), ContainerError
                 }
             }
         }
+        if got_byte && (!wait_exec || hup) {
+            break;
+        }
         if !crate::sys::process_alive(state.pid, state.init_start) {
+            if got_byte {
+                // It exec'd and its program already exited.
+                break;
+            }
             return Err(ContainerError::Init(
                 "the container's init exited before it could start".into(),
             ));
         }
-        if n > 0 {
+        if n > 0 && hup && !got_byte {
             // POLLHUP without data: the writer went away; give it a moment.
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -352,8 +409,9 @@ pub fn start(store: &Store, id: &str) -> Result<(), ContainerError> {
             )));
         }
     }
-    release_init(&locked, &state)?;
     let spec = load_spec(&locked)?;
+    let wait_exec = !seams::hooks_of(&spec, HookPoint::Poststart).is_empty();
+    release_init(&locked, &state, wait_exec)?;
     poststart(&spec, &state);
     Ok(())
 }

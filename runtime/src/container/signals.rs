@@ -47,13 +47,8 @@ pub fn forward_and_wait(pid: i32, set: &SigSet) -> i32 {
     let target = Pid::from_raw(pid);
     loop {
         // Reap first: the child may have exited before we started waiting.
-        loop {
-            match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, code)) if p == target => return code,
-                Ok(WaitStatus::Signaled(p, sig, _)) if p == target => return 128 + sig as i32,
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
-            }
+        if let Some(code) = reap(pid) {
+            return code;
         }
         match set.wait() {
             Ok(Signal::SIGCHLD) => continue,
@@ -61,6 +56,20 @@ pub fn forward_and_wait(pid: i32, set: &SigSet) -> i32 {
                 let _ = nix::sys::signal::kill(target, sig);
             }
             Err(_) => continue,
+        }
+    }
+}
+
+/// Reap every exited child without blocking; the exit code of `pid` (shell
+/// convention) once it has exited.
+pub fn reap(pid: i32) -> Option<i32> {
+    let target = Pid::from_raw(pid);
+    loop {
+        match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p == target => return Some(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == target => return Some(128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(_) => continue,
         }
     }
 }
