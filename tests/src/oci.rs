@@ -259,9 +259,11 @@ pub fn wait_gone(pid: i32) -> bool {
     false
 }
 
-/// Mount points in the host's mount table under `dir`.
+/// Mount points under `dir` in the calling thread's mount namespace (the
+/// host's, unless the test thread unshared one: /proc/self would show the
+/// main thread's namespace instead).
 pub fn host_mounts_under(dir: &Path) -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap_or_default();
     let d = dir.to_string_lossy().to_string();
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))

@@ -144,21 +144,6 @@ fn find_named(dir: &Path, name: &str) -> Vec<PathBuf> {
     found
 }
 
-/// Mount points under `dir` in this thread's mount namespace.
-///
-/// `husk_tests::oci::host_mounts_under` reads /proc/self, the main thread's
-/// view; after [`private_mount_ns`] on the test thread that is the host's
-/// table, not the one husklet mounted into.
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/thread-self/mountinfo").expect("read mountinfo");
-    let d = dir.to_string_lossy().to_string();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(&d))
-        .map(str::to_string)
-        .collect()
-}
-
 /// Enter a private mount namespace (this test thread and its children), so
 /// that even a crash cannot leave the overlay mounts in the host's table.
 fn private_mount_ns() {
@@ -209,7 +194,7 @@ fn husk_runs_busybox_on_overlay_rootfs_pulled_by_tag_and_digest() {
         let rootfs = rootfses.prepare(image, id);
         assert_eq!(rootfs, rootfses.container_dir(id).join("rootfs"));
         assert_eq!(
-            mounts_under(&rootfs),
+            husk_tests::oci::host_mounts_under(&rootfs),
             vec![rootfs.display().to_string()],
             "overlay mounted at {}",
             rootfs.display()
@@ -275,7 +260,7 @@ fn husk_runs_busybox_on_overlay_rootfs_pulled_by_tag_and_digest() {
         let rootfs = rootfses.container_dir(id).join("rootfs");
         rootfses.remove(id);
         assert_eq!(
-            mounts_under(&rootfs),
+            husk_tests::oci::host_mounts_under(&rootfs),
             Vec::<String>::new(),
             "{id}: overlay still mounted"
         );
