@@ -8,6 +8,7 @@ pub mod bins;
 pub mod cgroup;
 pub mod cni;
 pub mod husk_ctr;
+pub mod husklet;
 pub mod netns;
 pub mod oci;
 pub mod oci_runtime;

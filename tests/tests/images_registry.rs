@@ -4,50 +4,15 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use husk_tests::bins::{bin, test_image};
+use husk_tests::husklet::{
+    entry_count as count, husklet_fails as fails, husklet_json as json, husklet_ok as ok,
+};
 use husk_tests::registry::TestRegistry;
 use husk_tests::require_root;
-
-fn husklet(root: &Path, args: &[&str]) -> Output {
-    Command::new(bin("husklet"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("run husklet")
-}
-
-fn ok(root: &Path, args: &[&str]) -> String {
-    let out = husklet(root, args);
-    assert!(
-        out.status.success(),
-        "husklet {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8")
-}
-
-fn fails(root: &Path, args: &[&str]) -> String {
-    let out = husklet(root, args);
-    assert!(
-        !out.status.success(),
-        "husklet {args:?} succeeded but should fail"
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json(root: &Path, args: &[&str]) -> serde_json::Value {
-    let mut a = vec!["--output", "json"];
-    a.extend_from_slice(args);
-    serde_json::from_str(&ok(root, &a)).expect("json output")
-}
-
-fn count(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
 
 /// The layout's manifest (first entry of index.json) as JSON, and its digest.
 fn layout_manifest(layout: &Path) -> (serde_json::Value, String) {

@@ -5,10 +5,11 @@
 //! land in its own upper dir, never in the shared snapshots.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use husk_tests::bins::{bin, test_image};
 use husk_tests::cgroup::TestCgroup;
+use husk_tests::husklet::{husklet, husklet_ok};
 use husk_tests::oci_runtime::Runtime;
 use husk_tests::registry::TestRegistry;
 use husk_tests::require_root;
@@ -20,25 +21,6 @@ const SCRIPT: &str = "cat /etc/layer2 \
     && test ! -e /data/gone && echo gone: yes \
     && echo from-container > /etc/written-by-container \
     && echo done";
-
-fn husklet(root: &Path, args: &[&str]) -> Output {
-    Command::new(bin("husklet"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("run husklet")
-}
-
-fn husklet_ok(root: &Path, args: &[&str]) -> String {
-    let out = husklet(root, args);
-    assert!(
-        out.status.success(),
-        "husklet {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8")
-}
 
 fn husklet_json(root: &Path, args: &[&str]) -> serde_json::Value {
     let mut a = vec!["--output", "json"];
