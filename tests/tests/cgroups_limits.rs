@@ -2,51 +2,15 @@
 //! has: v1 on the development machines (through the v1 files), v2 in the test
 //! VM. Real processes are placed in a `husk-test-*` subtree and limited.
 
-use std::io::Write as _;
+mod support;
+
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use husk_runtime::cgroups::{self, CgroupManager};
 use husk_tests::cgroup::TestCgroup;
 use husk_tests::require_root;
-use oci_spec::runtime::LinuxResources;
-
-fn res(json: &str) -> LinuxResources {
-    serde_json::from_str(json).expect("resources json")
-}
-
-/// A shell that waits for a line on stdin, then runs `script` — so it can be
-/// placed and limited before it starts working.
-fn held(script: &str) -> Child {
-    Command::new("sh")
-        .args(["-c", &format!("read _go; {script}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sh")
-}
-
-fn release(child: &mut Child) {
-    let mut stdin = child.stdin.take().expect("stdin");
-    writeln!(stdin, "go").expect("release");
-}
-
-fn placed(
-    tcg: &TestCgroup,
-    leaf: &str,
-    json: &str,
-    script: &str,
-) -> (Box<dyn CgroupManager>, Child) {
-    let mgr = cgroups::open(Some(&tcg.path(leaf)), leaf).expect("open");
-    let r = res(json);
-    mgr.validate(&r).expect("validate");
-    let child = held(script);
-    mgr.apply(child.id() as i32).expect("apply");
-    mgr.set(&r).expect("set");
-    (mgr, child)
-}
+use support::{placed, release, res};
 
 fn memory_json(limit: u64, swap_accounted: bool) -> String {
     // No swap beyond the limit, so the hog is killed instead of swapping.

@@ -3,17 +3,17 @@
 //! Runs in the test VM (`scripts/vm-test`); on a v1/hybrid host each test
 //! says it is skipped and returns.
 
+mod support;
+
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use husk_runtime::cgroups::{self, CgroupError, CgroupManager};
 use husk_tests::cgroup::TestCgroup;
 use husk_tests::require_root;
-use oci_spec::runtime::LinuxResources;
+use support::{placed, release, res};
 
 macro_rules! require_v2 {
     () => {
@@ -23,40 +23,6 @@ macro_rules! require_v2 {
             return;
         }
     };
-}
-
-fn res(json: &str) -> LinuxResources {
-    serde_json::from_str(json).expect("resources json")
-}
-
-fn held(script: &str) -> Child {
-    Command::new("sh")
-        .args(["-c", &format!("read _go; {script}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sh")
-}
-
-fn release(child: &mut Child) {
-    let mut stdin = child.stdin.take().expect("stdin");
-    writeln!(stdin, "go").expect("release");
-}
-
-fn placed(
-    tcg: &TestCgroup,
-    leaf: &str,
-    json: &str,
-    script: &str,
-) -> (Box<dyn CgroupManager>, Child) {
-    let mgr = cgroups::open(Some(&tcg.path(leaf)), leaf).expect("open");
-    let r = res(json);
-    mgr.validate(&r).expect("validate");
-    let child = held(script);
-    mgr.apply(child.id() as i32).expect("apply");
-    mgr.set(&r).expect("set");
-    (mgr, child)
 }
 
 fn file(mgr: &dyn CgroupManager, name: &str) -> String {
