@@ -10,17 +10,20 @@ use serde_json::{Value, json};
 
 use crate::cgroup::TestCgroup;
 
-/// The runtime under test: `$HUSK_TEST_RUNTIME` or the built `husk`.
+/// The runtime under test: `$HUSK_TEST_RUNTIME` when set, else the built `husk`.
 pub fn runtime_bin() -> PathBuf {
     match std::env::var_os("HUSK_TEST_RUNTIME") {
-        Some(p) => PathBuf::from(p),
-        None => crate::bins::bin("husk"),
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => crate::bins::bin("husk"),
     }
 }
 
-/// Whether the runtime under test is husk (some checks are husk-specific).
+/// Whether the runtime under test is husk itself (husk-specific checks, such
+/// as error wording, only run then).
 pub fn is_husk() -> bool {
-    std::env::var_os("HUSK_TEST_RUNTIME").is_none()
+    runtime_bin()
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("husk"))
 }
 
 /// A runtime with its own `--root` and a cgroup subtree; both removed on drop.

@@ -1,5 +1,6 @@
 //! Driving an OCI runtime binary (husk, or a peer picked by
-//! `HUSK_TEST_RUNTIME=/usr/sbin/runc`) on busybox bundles.
+//! `HUSK_TEST_RUNTIME=/usr/sbin/runc`, see [`crate::oci::runtime_bin`]) on
+//! busybox bundles.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -7,22 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
-
-/// The runtime under test: `$HUSK_TEST_RUNTIME` when set, else the built `husk`.
-pub fn runtime_bin() -> PathBuf {
-    match std::env::var_os("HUSK_TEST_RUNTIME") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => crate::bins::bin("husk"),
-    }
-}
-
-/// Whether the runtime under test is husk itself (husk-specific error texts
-/// are only checked then).
-pub fn testing_husk() -> bool {
-    runtime_bin()
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("husk"))
-}
 
 /// A bundle directory with a busybox rootfs and a `config.json` to edit.
 pub struct Bundle {
@@ -106,11 +91,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// The runtime under test ([`runtime_bin`]) with a fresh state root.
+    /// The runtime under test ([`crate::oci::runtime_bin`]) with a fresh state root.
     pub fn new() -> Self {
         crate::become_subreaper();
         Runtime {
-            bin: runtime_bin(),
+            bin: crate::oci::runtime_bin(),
             root: tempfile::Builder::new()
                 .prefix("husk-test-root-")
                 .tempdir()

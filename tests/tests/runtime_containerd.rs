@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use husk_tests::cgroup::{TestCgroup, hierarchies};
 use husk_tests::netns::TestNetns;
-use husk_tests::oci_runtime::runtime_bin;
+use husk_tests::oci::runtime_bin;
 use husk_tests::require_root;
 
 const NAMESPACE: &str = "husk-test";

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use husk_tests::cgroup::TestCgroup;
-use husk_tests::oci_runtime::{Bundle, Runtime, testing_husk};
+use husk_tests::oci::is_husk;
+use husk_tests::oci_runtime::{Bundle, Runtime};
 use husk_tests::require_root;
 use serde_json::{Value, json};
 
@@ -105,7 +106,7 @@ fn hooks_run_in_order_with_the_container_state() {
     rt.exec_ok(&["create", "--bundle", &bundle_dir, &id]);
     // runc 1.1 deviates from the spec in a way husk must not copy: it runs
     // poststart hooks at the end of `create` (status "created"), not in `start`.
-    let peer_quirks = !testing_husk();
+    let peer_quirks = !is_husk();
     let after_create: Vec<String> = entries(&log)
         .into_iter()
         .map(|e| e.kind)
@@ -220,7 +221,7 @@ fn a_failing_create_runtime_hook_fails_create_and_leaves_nothing() {
         stderr.contains("hook-broke"),
         "the hook's stderr must be shown: {stderr}"
     );
-    if testing_husk() {
+    if is_husk() {
         assert!(stderr.contains("hooks.createRuntime[0]"), "{stderr}");
     }
     assert!(!later.exists(), "hooks after the failing one must not run");

@@ -2,7 +2,8 @@
 //! under test (husk, or `HUSK_TEST_RUNTIME=/usr/sbin/runc`).
 
 use husk_tests::cgroup::TestCgroup;
-use husk_tests::oci_runtime::{Bundle, Runtime, testing_husk};
+use husk_tests::oci::is_husk;
+use husk_tests::oci_runtime::{Bundle, Runtime};
 use husk_tests::require_root;
 use serde_json::{Value, json};
 
@@ -277,7 +278,7 @@ fn assert_rejected(seccomp: Value, field: &str) {
     let out = rt.exec(&["create", "--bundle", &bundle_dir, &id]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a bad profile must fail create");
-    if testing_husk() {
+    if is_husk() {
         assert!(stderr.contains(field), "error must name {field}: {stderr}");
     }
     assert!(rt.container_ids().is_empty(), "no container may be left");
