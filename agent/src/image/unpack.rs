@@ -88,6 +88,30 @@ struct Unpacker {
     is_root: bool,
 }
 
+/// Set the owner of `name` in `dir` without following a symlink there.
+fn chown_nofollow<Fd: AsFd>(dir: Fd, name: &OsStr, uid: u32, gid: u32) -> Result<(), Errno> {
+    fchownat(
+        dir,
+        name,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+}
+
+/// Set the access and modification times of `name` in `dir` to `mtime`,
+/// without following a symlink there.
+fn set_mtime_nofollow<Fd: AsFd>(dir: Fd, name: &OsStr, mtime: i64) -> Result<(), Errno> {
+    let t = TimeSpec::new(mtime, 0);
+    utimensat(
+        dir,
+        name,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+}
+
 fn sys<'a>(path: &'a [u8], op: &'static str) -> impl Fn(Errno) -> UnpackError + 'a {
     move |errno| UnpackError::Sys {
         path: show(path),
@@ -365,23 +389,9 @@ impl Unpacker {
                 symlinkat(OsStr::from_bytes(&target), pfd, os_name)
                     .map_err(sys(&raw, "symlink"))?;
                 if !skip_chown {
-                    fchownat(
-                        pfd,
-                        os_name,
-                        Some(Uid::from_raw(uid)),
-                        Some(Gid::from_raw(gid)),
-                        AtFlags::AT_SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(sys(&raw, "lchown"))?;
+                    chown_nofollow(pfd, os_name, uid, gid).map_err(sys(&raw, "lchown"))?;
                 }
-                utimensat(
-                    pfd,
-                    os_name,
-                    &TimeSpec::new(mtime, 0),
-                    &TimeSpec::new(mtime, 0),
-                    nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-                )
-                .map_err(sys(&raw, "set symlink times"))?;
+                set_mtime_nofollow(pfd, os_name, mtime).map_err(sys(&raw, "set symlink times"))?;
             }
             tar::EntryType::Link => {
                 let target = e
@@ -451,14 +461,7 @@ impl Unpacker {
                 let pfd = self.dir(&raw, parent)?;
                 mknodat(pfd, os_name, sflag, Mode::from_bits_truncate(mode), dev)
                     .map_err(sys(&raw, "mknod"))?;
-                fchownat(
-                    pfd,
-                    os_name,
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(sys(&raw, "chown"))?;
+                chown_nofollow(pfd, os_name, uid, gid).map_err(sys(&raw, "chown"))?;
                 // mknod applied the umask; set the exact mode through an O_PATH-free path: fchmodat.
                 nix::sys::stat::fchmodat(
                     pfd,
@@ -467,14 +470,7 @@ impl Unpacker {
                     nix::sys::stat::FchmodatFlags::FollowSymlink,
                 )
                 .map_err(sys(&raw, "chmod"))?;
-                utimensat(
-                    pfd,
-                    os_name,
-                    &TimeSpec::new(mtime, 0),
-                    &TimeSpec::new(mtime, 0),
-                    nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-                )
-                .map_err(sys(&raw, "set times"))?;
+                set_mtime_nofollow(pfd, os_name, mtime).map_err(sys(&raw, "set times"))?;
             }
             other => {
                 return Err(UnpackError::EntryType {
