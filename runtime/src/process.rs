@@ -98,6 +98,8 @@ fn to_caps(
 
 /// Capability sets resolved from the spec, checked against what this kernel knows.
 pub struct CapSets {
+    /// Every capability this kernel knows.
+    known: HashSet<Capability>,
     bounding: HashSet<Capability>,
     effective: HashSet<Capability>,
     permitted: HashSet<Capability>,
@@ -107,8 +109,10 @@ pub struct CapSets {
 
 impl CapSets {
     pub fn from_spec(c: Option<&LinuxCapabilities>) -> Result<Self, ProcessError> {
+        let known = caps::runtime::procfs_all_supported(None).unwrap_or_else(|_| caps::all());
         let Some(c) = c else {
             return Ok(CapSets {
+                known,
                 bounding: HashSet::new(),
                 effective: HashSet::new(),
                 permitted: HashSet::new(),
@@ -116,7 +120,6 @@ impl CapSets {
                 ambient: HashSet::new(),
             });
         };
-        let known = caps::runtime::procfs_all_supported(None).unwrap_or_else(|_| caps::all());
         let keep = |s: HashSet<Capability>| s.intersection(&known).copied().collect();
         Ok(CapSets {
             bounding: keep(to_caps(c.bounding().as_ref())?),
@@ -124,16 +127,25 @@ impl CapSets {
             permitted: keep(to_caps(c.permitted().as_ref())?),
             inheritable: keep(to_caps(c.inheritable().as_ref())?),
             ambient: keep(to_caps(c.ambient().as_ref())?),
+            known,
         })
     }
 
     /// Drop from the bounding set everything not listed (needs CAP_SETPCAP: do it before the uid change).
+    ///
+    /// Dropping a capability that is already out of the set is a no-op, so
+    /// the current set is not read first (one prctl per capability, not two).
     pub fn drop_bounding(&self) -> Result<(), ProcessError> {
-        let current =
-            caps::read(None, CapSet::Bounding).map_err(|e| ProcessError::Caps(e.to_string()))?;
-        for c in current.difference(&self.bounding) {
-            caps::drop(None, CapSet::Bounding, *c)
-                .map_err(|e| ProcessError::Caps(format!("drop {c} from bounding set: {e}")))?;
+        for c in self.known.difference(&self.bounding) {
+            if let Err(e) = caps::drop(None, CapSet::Bounding, *c) {
+                // A capability newer than this kernel (the list fell back to
+                // the crate's) is not in the set to begin with.
+                if caps::has_cap(None, CapSet::Bounding, *c).unwrap_or(false) {
+                    return Err(ProcessError::Caps(format!(
+                        "drop {c} from bounding set: {e}"
+                    )));
+                }
+            }
         }
         Ok(())
     }

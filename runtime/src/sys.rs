@@ -143,10 +143,36 @@ pub fn execveat_fd(fd: BorrowedFd<'_>, argv: &[&CStr], envp: &[&CStr]) -> io::Er
     io::Error::last_os_error()
 }
 
+/// The whole of a /proc file, read with large reads.
+///
+/// procfs reports a size of 0, so `fs::read_to_string` probes with 32-byte
+/// reads and grows from there; each short read makes the kernel render the
+/// seq_file again from the top (mountinfo is rendered ~8 times). One 16 KiB
+/// buffer reads a typical file in one call.
+pub fn read_proc(path: impl AsRef<std::path::Path>) -> io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 /// The start time (field 22 of /proc/<pid>/stat, in clock ticks) of a live,
 /// non-zombie process, or None when it is gone or a zombie.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_proc(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parens: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');

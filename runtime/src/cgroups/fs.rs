@@ -71,30 +71,46 @@ pub fn keyed_value(dir: &Path, file: &str, key: &str) -> Result<Option<u64>, Cgr
 /// Create `dir` and any missing parents, returning the directories created,
 /// top-down. `init` runs on each new directory before its children are made
 /// (v1 cpuset needs its cpus/mems copied from the parent).
+///
+/// mkdir is tried first and the walk up happens only on ENOENT: the common
+/// case (parent present) costs one syscall per hierarchy.
 pub fn create_dirs(
     dir: &Path,
     mut init: impl FnMut(&Path) -> Result<(), CgroupError>,
 ) -> Result<Vec<PathBuf>, CgroupError> {
-    let mut missing = Vec::new();
-    let mut cur = Some(dir);
-    while let Some(d) = cur {
-        if d.exists() {
-            break;
+    // Walk up until a mkdir succeeds or finds the directory already there.
+    let mut pending = Vec::new();
+    let mut cur = dir;
+    let mut created = Vec::new();
+    loop {
+        match fs::create_dir(cur) {
+            Ok(()) => {
+                init(cur)?;
+                created.push(cur.to_path_buf());
+                break;
+            }
+            // Another container sharing the parent made it first.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => break,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                pending.push(cur);
+                cur = cur
+                    .parent()
+                    .ok_or_else(|| CgroupError::io(cur, "mkdir", e))?;
+            }
+            Err(e) => return Err(CgroupError::io(cur, "mkdir", e)),
         }
-        missing.push(d.to_path_buf());
-        cur = d.parent();
     }
-    missing.reverse();
-    for d in &missing {
+    // Then back down, parents first.
+    for d in pending.into_iter().rev() {
         match fs::create_dir(d) {
             Ok(()) => {}
-            // Another container sharing the parent made it first.
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(CgroupError::io(d.clone(), "mkdir", e)),
+            Err(e) => return Err(CgroupError::io(d, "mkdir", e)),
         }
         init(d)?;
+        created.push(d.to_path_buf());
     }
-    Ok(missing)
+    Ok(created)
 }
 
 /// Every process in `dir` and its descendants. A missing directory has none.
@@ -136,15 +152,22 @@ pub fn child_dirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
 
 /// Remove `dir` and every sub-cgroup below it (bottom-up). Already gone is fine;
 /// a group whose last process is still exiting (EBUSY) is retried briefly.
+///
+/// rmdir is tried first: a leaf cgroup (the usual container) goes in one
+/// syscall, and sub-cgroups are looked for only when the kernel says EBUSY.
 pub fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
-    for child in child_dirs(dir)? {
-        remove_tree(&child)?;
-    }
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut children_removed = false;
     loop {
         match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && !children_removed => {
+                for child in child_dirs(dir)? {
+                    remove_tree(&child)?;
+                }
+                children_removed = true;
+            }
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10));
             }

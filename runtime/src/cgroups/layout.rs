@@ -6,8 +6,8 @@
 //! `/sys/fs/cgroup/unified`) that holds no controllers of its own.
 
 use std::collections::HashSet;
-use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::CgroupError;
 
@@ -38,7 +38,25 @@ pub enum Layout {
 
 impl Layout {
     /// Detect the layout of the running host.
+    ///
+    /// The result is kept for the life of the process (`run` opens the
+    /// container's cgroup twice: to create it and to delete it), keyed by pid
+    /// so that a forked child, whose own cgroup differs, detects afresh.
     pub fn detect() -> Result<Layout, CgroupError> {
+        static CACHE: Mutex<Option<(u32, Layout)>> = Mutex::new(None);
+        let pid = std::process::id();
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, layout)) = cache.as_ref()
+            && *p == pid
+        {
+            return Ok(layout.clone());
+        }
+        let layout = Self::read()?;
+        *cache = Some((pid, layout.clone()));
+        Ok(layout)
+    }
+
+    fn read() -> Result<Layout, CgroupError> {
         let mountinfo = read("/proc/self/mountinfo")?;
         let own = read("/proc/self/cgroup")?;
         let subsystems = read("/proc/cgroups").unwrap_or_default();
@@ -167,7 +185,7 @@ fn own_cgroup(
 }
 
 fn read(path: &str) -> Result<String, CgroupError> {
-    fs::read_to_string(path).map_err(|e| CgroupError::io(path, "read", e))
+    crate::sys::read_proc(path).map_err(|e| CgroupError::io(path, "read", e))
 }
 
 #[cfg(test)]

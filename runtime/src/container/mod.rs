@@ -500,6 +500,17 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), ContainerError
 /// Tear a container down: kill what is left, remove its cgroup, run the
 /// poststop hooks, remove its state. `reaped`: the init was already waited for.
 pub fn destroy(locked: Locked, state: State, reaped: bool) -> Result<(), ContainerError> {
+    destroy_with_spec(locked, state, reaped, None)
+}
+
+/// [`destroy`] for a caller that still holds the container's spec (`run`),
+/// which spares reading and parsing config.json again for the poststop hooks.
+pub fn destroy_with_spec(
+    locked: Locked,
+    state: State,
+    reaped: bool,
+    spec: Option<&Spec>,
+) -> Result<(), ContainerError> {
     let cg = seams::open_cgroup(state.cgroups_path.as_deref(), &state.id)
         .map_err(ContainerError::Cgroup)?;
     if !reaped && crate::sys::process_alive(state.pid, state.init_start) {
@@ -512,10 +523,13 @@ pub fn destroy(locked: Locked, state: State, reaped: bool) -> Result<(), Contain
     if let Some(cg) = &cg {
         cg.remove().map_err(ContainerError::Cgroup)?;
     }
-    let spec = load_spec(&locked).ok();
+    let loaded = match spec {
+        Some(_) => None,
+        None => load_spec(&locked).ok(),
+    };
     locked.remove()?;
-    if let Some(spec) = spec {
-        let hooks = seams::hooks_of(&spec, HookPoint::Poststop);
+    if let Some(spec) = spec.or(loaded.as_ref()) {
+        let hooks = seams::hooks_of(spec, HookPoint::Poststop);
         if !hooks.is_empty() {
             let json = serde_json::to_string(&state.oci(Status::Stopped)).unwrap_or_default();
             if let Err(e) = seams::run_hooks(HookPoint::Poststop, hooks, json.as_bytes()) {

@@ -135,7 +135,7 @@ fn make_parent_private(rootfs: &Path) -> Result<(), RootfsError> {
     let Some(parent) = rootfs.parent() else {
         return Ok(());
     };
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let info = crate::sys::read_proc("/proc/self/mountinfo").unwrap_or_default();
     // Find the longest mount point that contains `parent` and check its "shared:" tag.
     let mut best: Option<(&str, bool)> = None;
     for line in info.lines() {

@@ -290,7 +290,7 @@ fn mount_cgroup(dest: &Path, opts: &Options, cgroupns: bool) -> Result<(), Rootf
         base,
         Some("mode=755"),
     )?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| RootfsError::Io {
+    let info = crate::sys::read_proc("/proc/self/mountinfo").map_err(|e| RootfsError::Io {
         op: "read",
         path: "/proc/self/mountinfo".into(),
         source: e,
