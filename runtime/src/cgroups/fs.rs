@@ -211,3 +211,56 @@ pub fn wait_until(
         delay = (delay * 2).min(Duration::from_millis(50));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::layout::Layout;
+
+    /// A writable cgroup hierarchy of this host (needs root).
+    fn hierarchy() -> PathBuf {
+        match Layout::detect().expect("the test host has cgroups") {
+            Layout::Unified(h) => h.mountpoint,
+            Layout::Legacy(hs) => {
+                hs.into_iter()
+                    .find(|h| h.controllers.iter().any(|c| c == "pids"))
+                    .expect("a pids hierarchy")
+                    .mountpoint
+            }
+        }
+    }
+
+    #[test]
+    fn nested_cgroups_are_made_top_down_and_removed_bottom_up() {
+        let top = hierarchy().join(format!("husk-fs-test-{}", std::process::id()));
+        let leaf = top.join("a/b/c");
+        let mut order = Vec::new();
+        let made = create_dirs(&leaf, |d| {
+            order.push(d.to_path_buf());
+            Ok(())
+        });
+        let result = (|| {
+            let made = made?;
+            let expected = vec![top.clone(), top.join("a"), top.join("a/b"), leaf.clone()];
+            assert_eq!(made, expected);
+            assert_eq!(order, expected, "init runs on each new dir, parents first");
+            // A second call finds everything there and creates nothing.
+            assert!(create_dirs(&leaf, |_| Ok(()))?.is_empty());
+            // A sibling below an existing parent: one new directory.
+            assert_eq!(
+                create_dirs(&top.join("a/b2"), |_| Ok(()))?,
+                vec![top.join("a/b2")]
+            );
+            remove_tree(&top)?;
+            assert!(!top.exists(), "{} left behind", top.display());
+            // Already gone is fine.
+            remove_tree(&top)
+        })();
+        if top.exists() {
+            for d in ["a/b/c", "a/b2", "a/b", "a", ""] {
+                let _ = fs::remove_dir(top.join(d));
+            }
+        }
+        result.expect("create and remove nested cgroups");
+    }
+}
