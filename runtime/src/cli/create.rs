@@ -4,34 +4,62 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use super::args::{Flag, Matches, UsageError, switch, value};
 use crate::container::{self, CreateOptions};
 use crate::state::Store;
 
-#[derive(Debug, clap::Args)]
+/// `husk create`'s flags.
+pub const FLAGS: &[Flag] = &[
+    value(
+        "bundle",
+        b'b',
+        "The bundle directory, holding config.json (default .)",
+    ),
+    value("pid-file", 0, "Write the init's pid to this file"),
+    value(
+        "console-socket",
+        0,
+        "A unix socket that receives the pty master",
+    ),
+    switch("no-pivot", 0, "Use chroot instead of pivot_root"),
+    // Accepted and ignored: husk never creates session keyrings.
+    switch("no-new-keyring", 0, ""),
+    value(
+        "preserve-fds",
+        0,
+        "Pass this many extra fds (3, 4, ...) (default 0)",
+    ),
+];
+
+#[derive(Debug)]
 pub struct Args {
     /// The bundle directory (holding config.json).
-    #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
     /// Write the init's pid to this file.
-    #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
     /// A unix socket that receives the pty master (SCM_RIGHTS).
-    #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
     /// Use chroot instead of pivot_root.
-    #[arg(long = "no-pivot")]
     pub no_pivot: bool,
-    /// Accepted for compatibility (husk never creates session keyrings).
-    #[arg(long = "no-new-keyring")]
-    pub no_new_keyring: bool,
     /// Pass this many extra fds (3, 4, ...) to the container.
-    #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
     /// The container id.
     pub id: String,
 }
 
 impl Args {
+    /// The arguments found by the parser (the command table has checked their count).
+    pub fn parse(m: &Matches) -> Result<Self, UsageError> {
+        Ok(Self {
+            bundle: m.path("bundle").unwrap_or_else(|| ".".into()),
+            pid_file: m.path("pid-file"),
+            console_socket: m.path("console-socket"),
+            no_pivot: m.on("no-pivot"),
+            preserve_fds: m.num("preserve-fds")?.unwrap_or(0),
+            id: m.arg(0),
+        })
+    }
+
     pub fn options(&self) -> CreateOptions {
         CreateOptions {
             id: self.id.clone(),

@@ -2,15 +2,32 @@
 
 use anyhow::Context;
 
+use super::args::{Flag, Matches, switch};
 use crate::state::Store;
 
-#[derive(Debug, clap::Args)]
+/// `husk delete`'s flags.
+pub const FLAGS: &[Flag] = &[switch(
+    "force",
+    b'f',
+    "Kill the container first if it is still running",
+)];
+
+#[derive(Debug)]
 pub struct Args {
     /// Kill the container first if it is still running.
-    #[arg(short, long)]
     pub force: bool,
     /// The container id.
     pub id: String,
+}
+
+impl Args {
+    /// The arguments found by the parser (the command table has checked their count).
+    pub fn parse(m: &Matches) -> Self {
+        Self {
+            force: m.on("force"),
+            id: m.arg(0),
+        }
+    }
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {

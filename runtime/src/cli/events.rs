@@ -7,19 +7,41 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::args::{Flag, Matches, UsageError, switch, value};
 use crate::cgroups::{self, Event};
 use crate::state::{Status, Store};
 
-#[derive(Debug, clap::Args)]
+/// `husk events`'s flags.
+pub const FLAGS: &[Flag] = &[
+    switch("stats", 0, "Print the statistics once and exit"),
+    value(
+        "interval",
+        0,
+        "How often to print statistics (5s, 500ms, 1m; default 5s)",
+    ),
+];
+
+#[derive(Debug)]
 pub struct Args {
     /// Print the statistics once and exit.
-    #[arg(long)]
     pub stats: bool,
     /// How often to print statistics when streaming (5s, 500ms, 1m).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub interval: Duration,
     /// The container id.
     pub id: String,
+}
+
+impl Args {
+    /// The arguments found by the parser (the command table has checked their count).
+    pub fn parse(m: &Matches) -> Result<Self, UsageError> {
+        let interval = parse_duration(m.get("interval").unwrap_or("5s"))
+            .map_err(|e| UsageError(format!("--interval: {e}")))?;
+        Ok(Self {
+            stats: m.on("stats"),
+            interval,
+            id: m.arg(0),
+        })
+    }
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {

@@ -4,57 +4,105 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use super::args::{Flag, Matches, UsageError, number, switch, value};
 use crate::container::{self, ExecOptions};
 use crate::state::Store;
 
-#[derive(Debug, clap::Args)]
+/// `husk exec`'s flags.
+pub const FLAGS: &[Flag] = &[
+    value(
+        "process",
+        b'p',
+        "A process.json describing the process (instead of a command)",
+    ),
+    switch("detach", b'd', "Return once the process is started"),
+    value("pid-file", 0, "Write the process's pid to this file"),
+    value(
+        "console-socket",
+        0,
+        "A unix socket that receives the pty master",
+    ),
+    switch("tty", b't', "Allocate a pseudo-terminal"),
+    value("cwd", 0, "Working directory in the container"),
+    value(
+        "env",
+        b'e',
+        "Set an environment variable (KEY=VALUE; repeatable)",
+    ),
+    value("user", b'u', "uid[:gid]"),
+    value(
+        "additional-gids",
+        b'g',
+        "Add a supplementary gid (repeatable)",
+    ),
+    switch("no-new-privs", 0, "Set no_new_privs"),
+    value("cap", b'c', "Add a capability (repeatable)"),
+    value(
+        "preserve-fds",
+        0,
+        "Pass this many extra fds to the process (default 0)",
+    ),
+    // Accepted and ignored (no SELinux/AppArmor support).
+    value("process-label", 0, ""),
+    value("apparmor", 0, ""),
+];
+
+#[derive(Debug)]
 pub struct Args {
     /// A process.json describing the process (instead of a command).
-    #[arg(short, long)]
     pub process: Option<PathBuf>,
     /// Return once the process is started.
-    #[arg(short, long)]
     pub detach: bool,
     /// Write the process's pid to this file.
-    #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
     /// A unix socket that receives the pty master.
-    #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
     /// Allocate a pseudo-terminal.
-    #[arg(short, long)]
     pub tty: bool,
     /// Working directory in the container.
-    #[arg(long)]
     pub cwd: Option<PathBuf>,
     /// Environment variables (KEY=VALUE).
-    #[arg(short, long = "env")]
     pub env: Vec<String>,
     /// uid[:gid].
-    #[arg(short, long)]
     pub user: Option<String>,
     /// Additional gids.
-    #[arg(short = 'g', long = "additional-gids")]
     pub additional_gids: Vec<u32>,
     /// Set no_new_privs.
-    #[arg(long = "no-new-privs")]
     pub no_new_privs: bool,
-    /// Add a capability.
-    #[arg(short, long = "cap")]
+    /// Capabilities to add.
     pub cap: Vec<String>,
     /// Pass this many extra fds to the process.
-    #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
-    /// Accepted for compatibility (no SELinux/AppArmor support).
-    #[arg(long = "process-label", hide = true)]
-    pub process_label: Option<String>,
-    #[arg(long, hide = true)]
-    pub apparmor: Option<String>,
     /// The container id.
     pub id: String,
     /// The command and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+impl Args {
+    /// The arguments found by the parser (the command table has checked their count).
+    pub fn parse(m: &Matches) -> Result<Self, UsageError> {
+        let all = |long| m.all(long).map(String::from).collect();
+        Ok(Self {
+            process: m.path("process"),
+            detach: m.on("detach"),
+            pid_file: m.path("pid-file"),
+            console_socket: m.path("console-socket"),
+            tty: m.on("tty"),
+            cwd: m.path("cwd"),
+            env: all("env"),
+            user: m.get("user").map(String::from),
+            additional_gids: m
+                .all("additional-gids")
+                .map(|g| number("additional-gids", g))
+                .collect::<Result<_, _>>()?,
+            no_new_privs: m.on("no-new-privs"),
+            cap: all("cap"),
+            preserve_fds: m.num("preserve-fds")?.unwrap_or(0),
+            id: m.arg(0),
+            command: m.pos.get(1..).unwrap_or_default().to_vec(),
+        })
+    }
 }
 
 fn parse_user(s: &str) -> anyhow::Result<(u32, Option<u32>)> {

@@ -2,19 +2,36 @@
 
 use anyhow::Context;
 
+use super::args::{Flag, Matches, switch};
 use crate::container::signals;
 use crate::state::Store;
 
-#[derive(Debug, clap::Args)]
+/// `husk kill`'s flags.
+pub const FLAGS: &[Flag] = &[switch(
+    "all",
+    b'a',
+    "Send the signal to every process of the container",
+)];
+
+#[derive(Debug)]
 pub struct Args {
     /// Send the signal to every process of the container.
-    #[arg(short, long)]
     pub all: bool,
     /// The container id.
     pub id: String,
     /// The signal: a name (KILL, SIGKILL) or a number.
-    #[arg(default_value = "SIGTERM")]
     pub signal: String,
+}
+
+impl Args {
+    /// The arguments found by the parser (the command table has checked their count).
+    pub fn parse(m: &Matches) -> Self {
+        Self {
+            all: m.on("all"),
+            id: m.arg(0),
+            signal: m.pos.get(1).map_or("SIGTERM", String::as_str).into(),
+        }
+    }
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {

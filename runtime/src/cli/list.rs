@@ -1,15 +1,30 @@
 //! `husk list`: a table like runc's, or `--format json`.
 
+use super::args::{Flag, Matches, switch, value};
 use crate::state::{Store, live_status};
 
-#[derive(Debug, clap::Args)]
+/// `husk list`'s flags.
+pub const FLAGS: &[Flag] = &[
+    value("format", b'f', "table or json (default table)"),
+    switch("quiet", b'q', "Print only the ids"),
+];
+
+#[derive(Debug)]
 pub struct Args {
     /// table or json.
-    #[arg(short, long, default_value = "table")]
     pub format: String,
     /// Print only the ids.
-    #[arg(short, long)]
     pub quiet: bool,
+}
+
+impl Args {
+    /// The arguments found by the parser (the command table has checked their count).
+    pub fn parse(m: &Matches) -> Self {
+        Self {
+            format: m.get("format").unwrap_or("table").into(),
+            quiet: m.on("quiet"),
+        }
+    }
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {

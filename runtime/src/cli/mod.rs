@@ -1,5 +1,7 @@
-//! The runc-compatible command line: global flags here, one module per command.
+//! The runc-compatible command line: global flags and the command table here,
+//! the parser in `args`, one module per command.
 
+mod args;
 mod create;
 mod delete;
 mod events;
@@ -15,87 +17,202 @@ mod start;
 mod state;
 mod update;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use args::{Flag, HELP, Kind, Matches, UsageError, Words, switch, value};
 
 use crate::state::Store;
 
-/// husk: an OCI container runtime (runc-compatible command line).
-#[derive(Debug, Parser)]
-#[command(name = "husk", version, about, long_about = None)]
-pub struct Cli {
-    /// Root directory for the containers' state.
-    #[arg(long, global = true, default_value = "/run/husk")]
+/// The global flags: before the command or, as with clap's `global`, after it.
+const GLOBAL: &[Flag] = &[
+    value(
+        "root",
+        0,
+        "Root directory for the containers' state (default /run/husk)",
+    ),
+    value(
+        "log",
+        0,
+        "Log file (errors and warnings are also written there)",
+    ),
+    value("log-format", 0, "Log format: text or json (default text)"),
+    switch("debug", 0, "Debug logging"),
+    switch(
+        "systemd-cgroup",
+        0,
+        "Use systemd for cgroups (not supported)",
+    ),
+    // Accepted for compatibility with runc; husk detects rootless mode itself.
+    Flag {
+        long: "rootless",
+        short: 0,
+        kind: Kind::Optional,
+        help: "",
+    },
+    // Accepted for compatibility with runc (checkpointing is not supported).
+    value("criu", 0, ""),
+];
+
+/// Flags only meaningful before the command.
+const TOP: &[Flag] = &[HELP, switch("version", b'v', "Print the version")];
+
+/// One command: its name, usage and flags.
+struct Cmd {
+    name: &'static str,
+    alias: &'static str,
+    about: &'static str,
+    /// The positional arguments, for the usage line.
+    usage: &'static str,
+    flags: &'static [Flag],
+    /// How many positional arguments (before the trailing ones).
+    min: usize,
+    max: usize,
+    /// Everything after the first positional argument is passed through
+    /// (exec's command, ps's options), as runc's `SkipArgReorder` does.
+    trailing: bool,
+}
+
+const fn cmd(
+    name: &'static str,
+    about: &'static str,
+    usage: &'static str,
+    flags: &'static [Flag],
+) -> Cmd {
+    let n = if usage.is_empty() { 0 } else { 1 };
+    Cmd {
+        name,
+        alias: "",
+        about,
+        usage,
+        flags,
+        min: n,
+        max: n,
+        trailing: false,
+    }
+}
+
+const ID: &str = "<container-id>";
+
+const COMMANDS: &[Cmd] = &[
+    cmd(
+        "create",
+        "Create a container (its process waits for `start`)",
+        ID,
+        create::FLAGS,
+    ),
+    cmd("start", "Start a created container's process", ID, &[]),
+    cmd("state", "Print a container's OCI state", ID, &[]),
+    Cmd {
+        max: 2,
+        ..cmd(
+            "kill",
+            "Send a signal to a container's init (or every process with --all)",
+            "<container-id> [signal (default SIGTERM)]",
+            kill::FLAGS,
+        )
+    },
+    cmd("delete", "Delete a container", ID, delete::FLAGS),
+    cmd("run", "Create and start a container", ID, run::FLAGS),
+    Cmd {
+        alias: "ls",
+        ..cmd("list", "List containers", "", list::FLAGS)
+    },
+    Cmd {
+        trailing: true,
+        ..cmd(
+            "ps",
+            "List a container's processes",
+            "<container-id> [ps options (default -ef)]",
+            ps::FLAGS,
+        )
+    },
+    Cmd {
+        trailing: true,
+        ..cmd(
+            "exec",
+            "Run a process in a running container",
+            "<container-id> [command [args...]]",
+            exec::FLAGS,
+        )
+    },
+    cmd("spec", "Write a default config.json", "", spec::FLAGS),
+    cmd("features", "Print the runtime's OCI features", "", &[]),
+    cmd("pause", "Suspend a container's processes", ID, &[]),
+    cmd("resume", "Resume a paused container", ID, &[]),
+    cmd(
+        "update",
+        "Change a running container's resource limits",
+        ID,
+        update::FLAGS,
+    ),
+    cmd(
+        "events",
+        "Print a container's resource statistics (and OOM events)",
+        ID,
+        events::FLAGS,
+    ),
+];
+
+/// A parsed command line.
+struct Cli {
     root: PathBuf,
-    /// Log file (errors and warnings are also written there).
-    #[arg(long, global = true)]
     log: Option<PathBuf>,
-    /// Log format: text or json.
-    #[arg(long = "log-format", global = true, default_value = "text")]
-    log_format: LogFormat,
-    /// Debug logging.
-    #[arg(long, global = true)]
+    json: bool,
     debug: bool,
-    /// Use systemd for cgroups (not supported).
-    #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// Accepted for compatibility with runc; husk detects rootless mode itself.
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true", hide = true)]
-    rootless: Option<String>,
-    /// Accepted for compatibility with runc (checkpointing is not supported).
-    #[arg(long, global = true, hide = true)]
-    criu: Option<String>,
-    #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a container (its process waits for `start`).
     Create(create::Args),
-    /// Start a created container's process.
     Start(start::Args),
-    /// Print a container's OCI state.
     State(state::Args),
-    /// Send a signal to a container's init (or every process with --all).
     Kill(kill::Args),
-    /// Delete a container.
     Delete(delete::Args),
-    /// Create and start a container.
     Run(run::Args),
-    /// List containers.
-    #[command(alias = "ls")]
     List(list::Args),
-    /// List a container's processes.
     Ps(ps::Args),
-    /// Run a process in a running container.
     Exec(exec::Args),
-    /// Write a default config.json.
     Spec(spec::Args),
-    /// Print the runtime's OCI features.
     Features,
-    /// Suspend a container's processes.
     Pause(pause::Args),
-    /// Resume a paused container.
     Resume(pause::Args),
-    /// Change a running container's resource limits.
     Update(update::Args),
-    /// Print a container's resource statistics (and OOM events).
     Events(events::Args),
 }
 
+/// What to do: run a command, or print help or the version.
+enum Action {
+    Run(Box<Cli>),
+    Print(String),
+}
+
+/// A usage error and the command it is about ("" for the global flags).
+type Failure = (&'static str, UsageError);
+
 /// Parse the command line, run the command, exit with its status.
 pub fn main() -> ! {
-    let cli = Cli::parse();
-    let json = cli.log_format == LogFormat::Json;
-    if let Err(e) = crate::logging::init(cli.log.as_deref(), json, cli.debug) {
+    let argv: Result<Vec<String>, _> = std::env::args_os()
+        .skip(1)
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| ("", UsageError(format!("argument {a:?} is not valid UTF-8"))))
+        })
+        .collect();
+    let cli = match argv.and_then(parse) {
+        Ok(Action::Run(cli)) => *cli,
+        Ok(Action::Print(text)) => {
+            print!("{text}");
+            std::process::exit(0)
+        }
+        Err((cmd, e)) => {
+            let sp = if cmd.is_empty() { "" } else { " " };
+            eprintln!("husk: {e}\nRun 'husk{sp}{cmd} --help' for usage.");
+            std::process::exit(1)
+        }
+    };
+    if let Err(e) = crate::logging::init(cli.log.as_deref(), cli.json, cli.debug) {
         eprintln!("husk: open log file: {e}");
     }
     let code = match dispatch(cli) {
@@ -106,6 +223,129 @@ pub fn main() -> ! {
         }
     };
     std::process::exit(code)
+}
+
+fn parse(argv: Vec<String>) -> Result<Action, Failure> {
+    let mut words: Words = argv.into_iter().peekable();
+    let mut m = Matches::default();
+    args::parse(&mut words, &[GLOBAL, TOP], &mut m, 1).map_err(|e| ("", e))?;
+    if m.on("help") {
+        return Ok(Action::Print(help(None)));
+    }
+    if m.on("version") {
+        return Ok(Action::Print(format!(
+            "husk {}\n",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    let name = m
+        .pos
+        .pop()
+        .ok_or(("", UsageError("no command given".into())))?;
+    let find = |name: &str| {
+        COMMANDS
+            .iter()
+            .find(|c| c.name == name || c.alias == name)
+            .ok_or(("", UsageError(format!("unknown command {name:?}"))))
+    };
+    if name == "help" {
+        // `husk help [command]`, as urfave/cli has it.
+        return match words.next() {
+            None => Ok(Action::Print(help(None))),
+            Some(n) => Ok(Action::Print(help(Some(find(&n)?)))),
+        };
+    }
+    let c = find(&name)?;
+    let fail = |e| (c.name, e);
+    let stop = if c.trailing { 1 } else { usize::MAX };
+    args::parse(&mut words, &[c.flags, GLOBAL, &[HELP]], &mut m, stop).map_err(fail)?;
+    if m.on("help") {
+        return Ok(Action::Print(help(Some(c))));
+    }
+    if m.pos.len() < c.min {
+        let what = c.usage.split(' ').next().unwrap_or(c.usage);
+        return Err(fail(UsageError(format!("missing argument {what}"))));
+    }
+    if let Some(extra) = m.pos.get(c.max) {
+        return Err(fail(UsageError(format!("unexpected argument {extra:?}"))));
+    }
+    if c.trailing {
+        // Flags end at the container id; a `--` right after it is dropped.
+        words.next_if(|w| w == "--");
+        m.pos.extend(words);
+    }
+    let command = command(c.name, &m).map_err(fail)?;
+    let json = match m.get("log-format").unwrap_or("text") {
+        "text" => false,
+        "json" => true,
+        v => {
+            let e = format!("--log-format: invalid value {v:?} (text or json)");
+            return Err(("", UsageError(e)));
+        }
+    };
+    Ok(Action::Run(Box::new(Cli {
+        root: m.path("root").unwrap_or_else(|| "/run/husk".into()),
+        log: m.path("log"),
+        json,
+        debug: m.on("debug"),
+        systemd_cgroup: m.on("systemd-cgroup"),
+        command,
+    })))
+}
+
+/// Build command `name`'s arguments from what was parsed.
+fn command(name: &str, m: &Matches) -> Result<Command, UsageError> {
+    Ok(match name {
+        "create" => Command::Create(create::Args::parse(m)?),
+        "start" => Command::Start(start::Args::parse(m)),
+        "state" => Command::State(state::Args::parse(m)),
+        "kill" => Command::Kill(kill::Args::parse(m)),
+        "delete" => Command::Delete(delete::Args::parse(m)),
+        "run" => Command::Run(run::Args::parse(m)?),
+        "list" => Command::List(list::Args::parse(m)),
+        "ps" => Command::Ps(ps::Args::parse(m)),
+        "exec" => Command::Exec(exec::Args::parse(m)?),
+        "spec" => Command::Spec(spec::Args::parse(m)),
+        "features" => Command::Features,
+        "pause" => Command::Pause(pause::Args::parse(m)),
+        "resume" => Command::Resume(pause::Args::parse(m)),
+        "update" => Command::Update(update::Args::parse(m)?),
+        "events" => Command::Events(events::Args::parse(m)?),
+        other => return Err(UsageError(format!("unknown command {other:?}"))),
+    })
+}
+
+/// The usage text: the command list, or one command's flags.
+fn help(c: Option<&Cmd>) -> String {
+    let mut out = String::new();
+    match c {
+        None => {
+            out.push_str(concat!(
+                "husk: an OCI container runtime with a runc-compatible CLI\n\n",
+                "Usage: husk [global options] <command> [options] [arguments]\n\nCommands:\n"
+            ));
+            for c in COMMANDS {
+                let alias = if c.alias.is_empty() { "" } else { ", " };
+                let names = format!("{}{alias}{}", c.name, c.alias);
+                let _ = writeln!(out, "  {names:<12}{}", c.about);
+            }
+            out.push_str("\nGlobal options:\n");
+            args::describe(&mut out, GLOBAL);
+            args::describe(&mut out, TOP);
+        }
+        Some(c) => {
+            let sp = if c.usage.is_empty() { "" } else { " " };
+            let (about, name, usage) = (c.about, c.name, c.usage);
+            let _ = writeln!(
+                out,
+                "{about}\n\nUsage: husk {name} [options]{sp}{usage}\n\nOptions:"
+            );
+            args::describe(&mut out, c.flags);
+            args::describe(&mut out, &[HELP]);
+            out.push_str("\nGlobal options (see husk --help) may be given here too.\n");
+        }
+    }
+    out
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -133,3 +373,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Events(a) => events::run(&store, a),
     }
 }
+
+#[cfg(test)]
+mod tests;

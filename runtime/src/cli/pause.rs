@@ -2,12 +2,20 @@
 
 use anyhow::Context;
 
+use super::args::Matches;
 use crate::state::Store;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
 pub struct Args {
     /// The container id.
     pub id: String,
+}
+
+impl Args {
+    /// The arguments found by the parser (the command table has checked their count).
+    pub fn parse(m: &Matches) -> Self {
+        Self { id: m.arg(0) }
+    }
 }
 
 pub fn run(store: &Store, a: Args, pause: bool) -> anyhow::Result<i32> {

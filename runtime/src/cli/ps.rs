@@ -2,18 +2,31 @@
 
 use anyhow::Context;
 
+use super::args::{Flag, Matches, value};
 use crate::state::Store;
 
-#[derive(Debug, clap::Args)]
+/// `husk ps`'s flags.
+pub const FLAGS: &[Flag] = &[value("format", b'f', "table or json (default table)")];
+
+#[derive(Debug)]
 pub struct Args {
     /// table or json.
-    #[arg(short, long, default_value = "table")]
     pub format: String,
     /// The container id.
     pub id: String,
     /// Options for ps (default -ef).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub ps_args: Vec<String>,
+}
+
+impl Args {
+    /// The arguments found by the parser (the command table has checked their count).
+    pub fn parse(m: &Matches) -> Self {
+        Self {
+            format: m.get("format").unwrap_or("table").into(),
+            id: m.arg(0),
+            ps_args: m.pos.get(1..).unwrap_or_default().to_vec(),
+        }
+    }
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {

@@ -5,37 +5,73 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use super::args::{Flag, Matches, UsageError, switch, value};
 use crate::container;
 use crate::state::Store;
 
-#[derive(Debug, clap::Args)]
+/// `husk run`'s flags.
+pub const FLAGS: &[Flag] = &[
+    value(
+        "bundle",
+        b'b',
+        "The bundle directory, holding config.json (default .)",
+    ),
+    switch("detach", b'd', "Return once the container is started"),
+    value("pid-file", 0, "Write the init's pid to this file"),
+    value(
+        "console-socket",
+        0,
+        "A unix socket that receives the pty master",
+    ),
+    switch("no-pivot", 0, "Use chroot instead of pivot_root"),
+    // Accepted and ignored: husk never creates session keyrings.
+    switch("no-new-keyring", 0, ""),
+    switch(
+        "keep",
+        0,
+        "Keep the container's state after it exits (foreground only)",
+    ),
+    value(
+        "preserve-fds",
+        0,
+        "Pass this many extra fds (3, 4, ...) (default 0)",
+    ),
+];
+
+#[derive(Debug)]
 pub struct Args {
     /// The bundle directory (holding config.json).
-    #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
     /// Return once the container is started.
-    #[arg(short, long)]
     pub detach: bool,
     /// Write the init's pid to this file.
-    #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
     /// A unix socket that receives the pty master (SCM_RIGHTS).
-    #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
     /// Use chroot instead of pivot_root.
-    #[arg(long = "no-pivot")]
     pub no_pivot: bool,
-    /// Accepted for compatibility.
-    #[arg(long = "no-new-keyring")]
-    pub no_new_keyring: bool,
     /// Keep the container's state after it exits (foreground only).
-    #[arg(long)]
     pub keep: bool,
     /// Pass this many extra fds (3, 4, ...) to the container.
-    #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
     /// The container id.
     pub id: String,
+}
+
+impl Args {
+    /// The arguments found by the parser (the command table has checked their count).
+    pub fn parse(m: &Matches) -> Result<Self, UsageError> {
+        Ok(Self {
+            bundle: m.path("bundle").unwrap_or_else(|| ".".into()),
+            detach: m.on("detach"),
+            pid_file: m.path("pid-file"),
+            console_socket: m.path("console-socket"),
+            no_pivot: m.on("no-pivot"),
+            keep: m.on("keep"),
+            preserve_fds: m.num("preserve-fds")?.unwrap_or(0),
+            id: m.arg(0),
+        })
+    }
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {

@@ -4,11 +4,28 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-#[derive(Debug, clap::Args)]
+use super::args::{Flag, Matches, value};
+
+/// `husk spec`'s flags.
+pub const FLAGS: &[Flag] = &[value(
+    "bundle",
+    b'b',
+    "Where to write config.json (default .)",
+)];
+
+#[derive(Debug)]
 pub struct Args {
     /// Where to write config.json.
-    #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
+}
+
+impl Args {
+    /// The arguments found by the parser (the command table has checked their count).
+    pub fn parse(m: &Matches) -> Self {
+        Self {
+            bundle: m.path("bundle").unwrap_or_else(|| ".".into()),
+        }
+    }
 }
 
 /// The default spec: runc's (deny every device but runc's default allow

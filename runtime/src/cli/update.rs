@@ -10,46 +10,96 @@ use std::path::PathBuf;
 use anyhow::Context;
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources, Spec};
 
+use super::args::{Flag, Matches, UsageError, value};
 use crate::cgroups;
 use crate::state::{Status, Store};
 
-#[derive(Debug, Default, clap::Args)]
+/// `husk update`'s flags.
+pub const FLAGS: &[Flag] = &[
+    value(
+        "resources",
+        b'r',
+        "New resources as linux.resources JSON, from FILE or stdin (-)",
+    ),
+    value(
+        "memory",
+        0,
+        "Memory limit in bytes (suffixes k, m, g, t; -1 for unlimited)",
+    ),
+    value(
+        "memory-swap",
+        0,
+        "Memory plus swap limit in bytes (-1 for unlimited)",
+    ),
+    value("memory-reservation", 0, "Memory soft limit in bytes"),
+    value("cpu-shares", 0, "CPU shares (relative weight)"),
+    value(
+        "cpu-quota",
+        0,
+        "CPU CFS quota in microseconds per period (-1: unlimited)",
+    ),
+    value("cpu-period", 0, "CPU CFS period in microseconds"),
+    value("cpuset-cpus", 0, "CPUs the container may run on (0-3, 0,1)"),
+    value(
+        "cpuset-mems",
+        0,
+        "Memory nodes the container may use (0-3, 0,1)",
+    ),
+    value(
+        "pids-limit",
+        0,
+        "Maximum number of tasks (-1 for unlimited)",
+    ),
+    value("blkio-weight", 0, "Block IO weight (10-1000)"),
+];
+
+#[derive(Debug, Default)]
 pub struct Args {
     /// New resources as linux.resources JSON, from FILE or stdin ("-").
-    #[arg(short = 'r', long)]
     pub resources: Option<PathBuf>,
     /// Memory limit in bytes (suffixes k, m, g, t; -1 for unlimited).
-    #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
     /// Memory plus swap limit in bytes (-1 for unlimited swap).
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
     /// Memory soft limit in bytes.
-    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
     /// CPU shares (relative weight).
-    #[arg(long = "cpu-shares")]
     pub cpu_shares: Option<u64>,
     /// CPU CFS quota in microseconds per period (-1 for unlimited).
-    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
     /// CPU CFS period in microseconds.
-    #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
     /// CPUs the container may run on (0-3, 0,1).
-    #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
     /// Memory nodes the container may use (0-3, 0,1).
-    #[arg(long = "cpuset-mems")]
     pub cpuset_mems: Option<String>,
     /// Maximum number of tasks (-1 for unlimited).
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
     /// Block IO weight (10-1000).
-    #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
     /// The container id.
     pub id: String,
+}
+
+impl Args {
+    /// The arguments found by the parser (the command table has checked their count).
+    pub fn parse(m: &Matches) -> Result<Self, UsageError> {
+        let s = |long| m.get(long).map(String::from);
+        Ok(Self {
+            resources: m.path("resources"),
+            memory: s("memory"),
+            memory_swap: s("memory-swap"),
+            memory_reservation: s("memory-reservation"),
+            cpu_shares: m.num("cpu-shares")?,
+            cpu_quota: m.num("cpu-quota")?,
+            cpu_period: m.num("cpu-period")?,
+            cpuset_cpus: s("cpuset-cpus"),
+            cpuset_mems: s("cpuset-mems"),
+            pids_limit: m.num("pids-limit")?,
+            blkio_weight: m.num("blkio-weight")?,
+            id: m.arg(0),
+        })
+    }
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
