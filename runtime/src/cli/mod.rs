@@ -238,6 +238,10 @@ fn parse(argv: Vec<String>) -> Result<Action, Failure> {
             env!("CARGO_PKG_VERSION")
         )));
     }
+    // runc with no command prints its help and exits 0; so does husk.
+    if m.pos.is_empty() {
+        return Ok(Action::Print(help(None)));
+    }
     let name = m
         .pos
         .pop()

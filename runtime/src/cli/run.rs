@@ -93,7 +93,8 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         !container::seams::hooks_of(&created.spec, container::seams::HookPoint::Poststart)
             .is_empty();
     if let Err(e) = container::release_init(&created.locked, &created.state, wait_exec) {
-        let _ = container::destroy(created.locked, created.state, false);
+        let _ =
+            container::destroy_with_spec(created.locked, created.state, false, Some(&created.spec));
         return Err(e).with_context(ctx);
     }
     container::poststart(&created.spec, &created.state);
@@ -105,6 +106,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         locked,
         state,
         tty_master,
+        spec,
         ..
     } = created;
     drop(locked);
@@ -115,7 +117,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     if !a.keep {
         // A concurrent `delete --force` may have removed it already.
         if let Ok(locked) = store.open(&a.id) {
-            container::destroy(locked, state, true).with_context(ctx)?;
+            container::destroy_with_spec(locked, state, true, Some(&spec)).with_context(ctx)?;
         }
     }
     Ok(code)

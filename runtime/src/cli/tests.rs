@@ -235,8 +235,13 @@ fn help_and_version() {
 }
 
 #[test]
+fn no_command_prints_the_help_as_runc_does() {
+    assert!(printed("").contains("Usage: husk"));
+    assert!(printed("--root /x").contains("Commands:"));
+}
+
+#[test]
 fn usage_errors_name_the_problem() {
-    assert_eq!(fails(""), ("no command given".into(), ""));
     assert_eq!(
         fails("frobnicate c1"),
         (r#"unknown command "frobnicate""#.into(), "")
