@@ -78,25 +78,21 @@ pub fn load(bundle: &Path) -> Result<Bundle, ConfigError> {
 
 /// Parse config.json bytes, reporting the JSON path of a bad field.
 pub fn parse(raw: &[u8]) -> Result<Spec, ConfigError> {
-    let de = &mut serde_json::Deserializer::from_slice(raw);
-    serde_path_to_error::deserialize::<_, Spec>(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let msg = inner.to_string();
-        // serde: "unknown variant `foo`, expected one of ... at line 1 column 2"
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        if path.ends_with(".type") && path.contains("namespaces[") {
-            if let Some(v) = msg
+    serde_json::from_slice::<Spec>(raw).map_err(|e| {
+        let at = crate::json_path::locate(raw, &e);
+        if at.path.ends_with(".type") && at.path.contains("namespaces[") {
+            if let Some(v) = at
+                .message
                 .strip_prefix("unknown variant `")
                 .and_then(|r| r.split('`').next())
             {
-                return field(path, format!("unknown namespace \"{v}\""));
+                return field(at.path, format!("unknown namespace \"{v}\""));
             }
         }
-        if path == "." || path.is_empty() {
-            ConfigError::Invalid(msg)
+        if at.is_root() {
+            ConfigError::Invalid(at.message)
         } else {
-            field(path, msg)
+            field(at.path, at.message)
         }
     })
 }
@@ -231,6 +227,19 @@ mod tests {
         assert_eq!(
             err,
             "config.json: linux.namespaces[2].type: unknown namespace \"foo\""
+        );
+    }
+
+    #[test]
+    fn parse_errors_name_the_path_or_the_file() {
+        let raw = br#"{"process":{"cwd":"/","user":{"uid":"root","gid":0}}}"#;
+        assert_eq!(
+            parse(raw).unwrap_err().to_string(),
+            "config.json: process.user.uid: invalid type: string \"root\", expected u32"
+        );
+        assert_eq!(
+            parse(b"{ not json").unwrap_err().to_string(),
+            "config.json: key must be a string"
         );
     }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod console;
 pub mod container;
 pub mod hooks;
+pub mod json_path;
 pub mod logging;
 pub mod namespaces;
 pub mod process;

@@ -37,18 +37,9 @@ pub struct ExecOptions {
 fn build_process(base: Option<&Process>, o: &ExecOptions) -> Result<Process, ContainerError> {
     if let Some(f) = &o.process_file {
         let raw = std::fs::read(f).map_err(sys(format!("read {}", f.display())))?;
-        let de = &mut serde_json::Deserializer::from_slice(&raw);
-        return serde_path_to_error::deserialize::<_, Process>(de).map_err(|e| {
-            ContainerError::Invalid(format!(
-                "{}: {}: {}",
-                f.display(),
-                e.path(),
-                e.inner()
-                    .to_string()
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or("")
-            ))
+        return serde_json::from_slice::<Process>(&raw).map_err(|e| {
+            let at = crate::json_path::locate(&raw, &e);
+            ContainerError::Invalid(format!("{}: {}: {}", f.display(), at.path, at.message))
         });
     }
     let mut p = base.cloned().unwrap_or_default();
@@ -272,5 +263,44 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
         (None, _) => Ok(0),
         (Some(set), Some(master)) => Ok(crate::console::proxy_and_wait(master, pid, &set)),
         (Some(set), None) => Ok(super::signals::forward_and_wait(pid, &set)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_file(json: &str) -> Result<Process, ContainerError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("process.json");
+        std::fs::write(&file, json).unwrap();
+        let opts = ExecOptions {
+            process_file: Some(file),
+            ..Default::default()
+        };
+        build_process(None, &opts)
+    }
+
+    #[test]
+    fn process_json_errors_name_the_field() {
+        let err = from_file(r#"{"cwd":"/","user":{"uid":0,"gid":0},"args":["sh", 5]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("process.json: args[1]: invalid type: integer `5`, expected a string"),
+            "{err}"
+        );
+        let err = from_file(r#"{"cwd":"/"}"#).unwrap_err().to_string();
+        assert!(
+            err.ends_with("process.json: .: missing field `user`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn process_json_is_used() {
+        let p = from_file(r#"{"cwd":"/w","user":{"uid":1,"gid":2},"args":["a"]}"#).unwrap();
+        assert_eq!(p.args().as_deref(), Some(&["a".to_string()][..]));
+        assert_eq!(p.cwd(), std::path::Path::new("/w"));
     }
 }
