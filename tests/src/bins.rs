@@ -44,13 +44,28 @@ pub fn build_dir() -> PathBuf {
 
 /// The OCI layout of a test image built by `scripts/build-test-images`
 /// (`busybox`, `busybox-layers`), building the images if they are missing.
+///
+/// Tests run as parallel processes: an exclusive flock on
+/// `<build>/images.lock` makes one of them build while the others wait.
 pub fn test_image(name: &str) -> PathBuf {
     let dir = build_dir().join("images").join(name);
-    if !dir.join("index.json").exists() {
-        let status = std::process::Command::new(repo_root().join("scripts/build-test-images"))
-            .status()
-            .expect("run scripts/build-test-images");
-        assert!(status.success(), "scripts/build-test-images failed");
+    if dir.join("index.json").exists() {
+        return dir;
     }
+    std::fs::create_dir_all(build_dir()).expect("create the build dir");
+    let lock = std::fs::File::create(build_dir().join("images.lock")).expect("open images.lock");
+    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map(|held| {
+            if !dir.join("index.json").exists() {
+                let status =
+                    std::process::Command::new(repo_root().join("scripts/build-test-images"))
+                        .status()
+                        .expect("run scripts/build-test-images");
+                assert!(status.success(), "scripts/build-test-images failed");
+            }
+            drop(held);
+        })
+        .map_err(|(_, e)| e)
+        .expect("lock images.lock");
     dir
 }
