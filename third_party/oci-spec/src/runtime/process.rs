@@ -4,10 +4,8 @@ use crate::{
 };
 use derive_builder::Builder;
 use getset::{CopyGetters, Getters, MutGetters, Setters};
-use regex::Regex;
 use serde::{de, Deserialize, Deserializer, Serialize};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use strum_macros::{Display as StrumDisplay, EnumString};
 
 #[derive(
@@ -609,16 +607,70 @@ where
     Ok(value)
 }
 
-fn exec_cpu_affinity_regex() -> &'static Regex {
-    static EXEC_CPU_AFFINITY_REGEX: OnceLock<Regex> = OnceLock::new();
-    EXEC_CPU_AFFINITY_REGEX.get_or_init(|| {
-        Regex::new(r"^(\d+(-\d+)?)(,\d+(-\d+)?)*$")
-            .expect("Failed to create regex for execCPUAffinity")
+// husk patch (see PATCHES.md): the cpu list is checked by hand instead of with
+// the regex `^(\d+(-\d+)?)(,\d+(-\d+)?)*$`, so that the `runtime` feature does
+// not link the regex crates. Accepts and rejects exactly what that regex does.
+
+/// Whether `s` is a cpu list: comma-separated numbers or `N-M` ranges.
+fn is_cpu_list(s: &str) -> bool {
+    let is_number = |n: &str| !n.is_empty() && n.chars().all(is_decimal_digit);
+    s.split(',').all(|item| match item.split_once('-') {
+        Some((first, last)) => is_number(first) && is_number(last),
+        None => is_number(item),
     })
 }
 
+/// Whether `c` matches the regex crate's `\d`, which is Unicode-aware:
+/// general category Nd (decimal number), not only ASCII `0-9`.
+fn is_decimal_digit(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_digit();
+    }
+    DECIMAL_NUMBER
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
+/// Unicode 16.0.0 general category Nd as sorted inclusive ranges; the table
+/// `\d` uses in regex-syntax 0.8.12 (unicode_tables/perl_decimal.rs).
+#[rustfmt::skip]
+const DECIMAL_NUMBER: &[(char, char)] = &[
+    ('\u{30}', '\u{39}'), ('\u{660}', '\u{669}'), ('\u{6F0}', '\u{6F9}'),
+    ('\u{7C0}', '\u{7C9}'), ('\u{966}', '\u{96F}'), ('\u{9E6}', '\u{9EF}'),
+    ('\u{A66}', '\u{A6F}'), ('\u{AE6}', '\u{AEF}'), ('\u{B66}', '\u{B6F}'),
+    ('\u{BE6}', '\u{BEF}'), ('\u{C66}', '\u{C6F}'), ('\u{CE6}', '\u{CEF}'),
+    ('\u{D66}', '\u{D6F}'), ('\u{DE6}', '\u{DEF}'), ('\u{E50}', '\u{E59}'),
+    ('\u{ED0}', '\u{ED9}'), ('\u{F20}', '\u{F29}'), ('\u{1040}', '\u{1049}'),
+    ('\u{1090}', '\u{1099}'), ('\u{17E0}', '\u{17E9}'), ('\u{1810}', '\u{1819}'),
+    ('\u{1946}', '\u{194F}'), ('\u{19D0}', '\u{19D9}'), ('\u{1A80}', '\u{1A89}'),
+    ('\u{1A90}', '\u{1A99}'), ('\u{1B50}', '\u{1B59}'), ('\u{1BB0}', '\u{1BB9}'),
+    ('\u{1C40}', '\u{1C49}'), ('\u{1C50}', '\u{1C59}'), ('\u{A620}', '\u{A629}'),
+    ('\u{A8D0}', '\u{A8D9}'), ('\u{A900}', '\u{A909}'), ('\u{A9D0}', '\u{A9D9}'),
+    ('\u{A9F0}', '\u{A9F9}'), ('\u{AA50}', '\u{AA59}'), ('\u{ABF0}', '\u{ABF9}'),
+    ('\u{FF10}', '\u{FF19}'), ('\u{104A0}', '\u{104A9}'), ('\u{10D30}', '\u{10D39}'),
+    ('\u{10D40}', '\u{10D49}'), ('\u{11066}', '\u{1106F}'), ('\u{110F0}', '\u{110F9}'),
+    ('\u{11136}', '\u{1113F}'), ('\u{111D0}', '\u{111D9}'), ('\u{112F0}', '\u{112F9}'),
+    ('\u{11450}', '\u{11459}'), ('\u{114D0}', '\u{114D9}'), ('\u{11650}', '\u{11659}'),
+    ('\u{116C0}', '\u{116C9}'), ('\u{116D0}', '\u{116E3}'), ('\u{11730}', '\u{11739}'),
+    ('\u{118E0}', '\u{118E9}'), ('\u{11950}', '\u{11959}'), ('\u{11BF0}', '\u{11BF9}'),
+    ('\u{11C50}', '\u{11C59}'), ('\u{11D50}', '\u{11D59}'), ('\u{11DA0}', '\u{11DA9}'),
+    ('\u{11F50}', '\u{11F59}'), ('\u{16130}', '\u{16139}'), ('\u{16A60}', '\u{16A69}'),
+    ('\u{16AC0}', '\u{16AC9}'), ('\u{16B50}', '\u{16B59}'), ('\u{16D70}', '\u{16D79}'),
+    ('\u{1CCF0}', '\u{1CCF9}'), ('\u{1D7CE}', '\u{1D7FF}'), ('\u{1E140}', '\u{1E149}'),
+    ('\u{1E2F0}', '\u{1E2F9}'), ('\u{1E4F0}', '\u{1E4F9}'), ('\u{1E5F1}', '\u{1E5FA}'),
+    ('\u{1E950}', '\u{1E959}'), ('\u{1FBF0}', '\u{1FBF9}'),
+];
+
 fn validate_cpu_affinity(s: &str) -> Result<(), String> {
-    if !exec_cpu_affinity_regex().is_match(s) {
+    if !is_cpu_list(s) {
         return Err(format!("Invalid execCPUAffinity format: {s}"));
     }
 
@@ -769,5 +821,66 @@ mod tests {
         let affinity = affinity.unwrap();
         assert!(affinity.initial.is_none());
         assert!(affinity.cpu_affinity_final.is_none());
+    }
+
+    // husk patch: tests for the hand-written cpu list check (see PATCHES.md).
+    #[test]
+    fn cpu_list_accepts() {
+        for s in [
+            "0",
+            "0-3,7",
+            "1,2,3",
+            "10-20",
+            "007",
+            "3-1",
+            "\u{663}-\u{FF19}",
+        ] {
+            assert_eq!(validate_cpu_affinity(s), Ok(()), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn cpu_list_rejects() {
+        for s in [
+            "", ",", "1-", "-1", "a", "1,,2", "0-3,", " 1", "1 ", "1-2-3", "1\n", "+1", "\u{BD}",
+            "\u{B2}",
+        ] {
+            assert_eq!(
+                validate_cpu_affinity(s),
+                Err(format!("Invalid execCPUAffinity format: {s}")),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_list_decimal_digits_match_regex() {
+        let digit = regex::Regex::new(r"^\d$").unwrap();
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            let mut buf = [0; 4];
+            assert_eq!(
+                is_decimal_digit(c),
+                digit.is_match(c.encode_utf8(&mut buf)),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_list_matches_regex_on_all_short_strings() {
+        let upstream = regex::Regex::new(r"^(\d+(-\d+)?)(,\d+(-\d+)?)*$").unwrap();
+        let alphabet = ['0', '9', '-', ',', ' ', '\u{663}', 'x'];
+        let mut strings = vec![String::new()];
+        for _ in 0..6 {
+            let mut longer = Vec::new();
+            for s in &strings {
+                assert_eq!(is_cpu_list(s), upstream.is_match(s), "{s:?}");
+                longer.extend(alphabet.iter().map(|c| format!("{s}{c}")));
+            }
+            strings = longer;
+        }
+        for s in &strings {
+            assert_eq!(is_cpu_list(s), upstream.is_match(s), "{s:?}");
+        }
     }
 }
