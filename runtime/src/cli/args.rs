@@ -206,7 +206,8 @@ pub fn describe(out: &mut String, flags: &[Flag]) {
         } else {
             format!("-{}, --{}{v}", f.short as char, f.long)
         };
-        let _ = writeln!(out, "  {names:<30}{}", f.help);
+        // Pad to a common column, with at least two spaces after a long name.
+        let _ = writeln!(out, "  {names:<29} {}", f.help);
     }
 }
 
@@ -362,5 +363,11 @@ mod tests {
         assert!(out.contains("-b, --bundle value"), "{out}");
         assert!(out.contains("    --preserve-fds value"), "{out}");
         assert!(!out.contains("rootless"), "{out}");
+        let mut long = String::new();
+        describe(&mut long, &[value("memory-reservation", 0, "Soft limit")]);
+        assert!(
+            long.contains("--memory-reservation value Soft limit"),
+            "a long flag name runs into its help: {long}"
+        );
     }
 }
