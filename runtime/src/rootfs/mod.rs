@@ -100,7 +100,17 @@ pub fn prepare(
         .and_then(propagation_flags)
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     do_mount(None, Path::new("/"), None, prop, None)?;
-    // pivot_root needs the new root to be a mount point whose parent is not shared.
+    // pivot_root refuses a new root or a parent of it that is shared. Make the
+    // rootfs's parent mount private before binding the rootfs onto itself, as
+    // runc does: a bind of a shared mount would join its peer group. After a
+    // recursive slave or private propagation of / (the default) no mount of
+    // this namespace is shared any more, so there is nothing to look up.
+    let none_shared = prop.contains(MsFlags::MS_REC)
+        && prop.intersects(MsFlags::MS_SLAVE | MsFlags::MS_PRIVATE)
+        && !prop.contains(MsFlags::MS_SHARED);
+    if !none_shared {
+        make_parent_private(rootfs)?;
+    }
     do_mount(
         Some(rootfs),
         rootfs,
@@ -108,7 +118,6 @@ pub fn prepare(
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )?;
-    make_parent_private(rootfs)?;
 
     let spec_mounts = spec.mounts().as_deref().unwrap_or(&[]);
     let has_dev = spec_mounts
