@@ -302,11 +302,17 @@ pub fn connectivity_suite(lab: &CniLab, conf: &Path, plugin_dirs: &str, gateway:
         "hostPort from pod2 (hairpin)"
     );
 
-    lab.tool_ok(
-        conf,
-        plugin_dirs,
-        &["check", "pod1", p1.path().to_str().unwrap()],
-    );
+    // CHECK without mappings checks the ones cached at ADD. The reference
+    // portmap 1.1.1 then also looks for ip6tables rules of this IPv4-only
+    // pod and fails (containernetworking/plugins#819): give it none.
+    let reference_portmap =
+        std::fs::read_to_string(conf).is_ok_and(|c| c.contains(r#""type":"portmap""#));
+    let p1_path = p1.path();
+    let mut check = vec!["check", "pod1", p1_path.to_str().unwrap()];
+    if reference_portmap {
+        check.extend(["--port-mappings", "[]"]);
+    }
+    lab.tool_ok(conf, plugin_dirs, &check);
     lab.tool_ok(
         conf,
         plugin_dirs,

@@ -1,6 +1,7 @@
 //! husk-portmap specifics: a pod reaching its own hostPort (hairpin to
-//! self), the nat registry following changes made by others, and GC of the
-//! registries of deleted network namespaces.
+//! self), the nat registry following changes made by others, GC of the
+//! registries of deleted network namespaces, and CHECK with the mappings
+//! cached at ADD.
 
 use husk_tests::cni::{CniLab, NODE_IP, curl, httpd, husk_plugin_dir, result_ip};
 use husk_tests::netns::TestNetns;
@@ -238,4 +239,46 @@ fn gc_removes_registries_of_deleted_netns() {
     }
     assert!(file(live_ino, "lock").exists(), "GC removed a live lock");
     live.tool_ok(&conf, &dirs, &["del", "l", pod.path().to_str().unwrap()]);
+}
+
+/// CHECK without the mappings uses the ones cached at ADD (libcni's cached
+/// runtime config): it passes while the pod's DNAT rules are there and
+/// fails once they are removed behind husk's back.
+#[test]
+fn check_uses_the_port_mappings_cached_at_add() {
+    require_root!();
+    let lab = CniLab::new();
+    let conf = lab.write_conf("net.conflist", &lab.husk_conflist("1.1.0", "10.102.0.0/24"));
+    let dirs = husk_plugin_dir();
+    let pod = TestNetns::new();
+    let ns = pod.path().to_str().unwrap().to_string();
+    let pm = r#"[{"hostPort":8094,"containerPort":80,"protocol":"tcp"}]"#;
+    lab.tool_ok(&conf, &dirs, &["add", "cc", &ns, "--port-mappings", pm]);
+    lab.tool_ok(&conf, &dirs, &["check", "cc", &ns]);
+
+    // Flush the pod's own chain (found through its jump's owner comment).
+    let nat = lab.nat();
+    let chain = nat
+        .lines()
+        .find(|l| l.starts_with("-A CNI-HOSTPORT-DNAT") && l.contains("id: \\\"cc\\\""))
+        .and_then(|l| l.rsplit_once("-j "))
+        .map(|(_, c)| c.trim().to_string())
+        .unwrap_or_else(|| panic!("no DNAT jump of pod cc in:\n{nat}"));
+    lab.node.exec_ok("iptables", &["-t", "nat", "-F", &chain]);
+    let out = lab.tool(&conf, &dirs, &["check", "cc", &ns]);
+    assert!(
+        !out.status.success(),
+        "CHECK passed with the DNAT rule of hostPort 8094 gone"
+    );
+    let err: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert!(
+        err["msg"].as_str().is_some_and(|m| m.contains("8094")),
+        "{err}"
+    );
+
+    // DEL, also without the mappings, removes the pod's chain and jump.
+    lab.tool_ok(&conf, &dirs, &["del", "cc", &ns]);
+    let nat = lab.nat();
+    assert!(!nat.contains(&chain), "{nat}");
 }

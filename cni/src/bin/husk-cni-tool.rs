@@ -39,10 +39,11 @@ struct Attach {
     /// Interface name in the container.
     #[arg(long, default_value = "eth0")]
     ifname: String,
-    /// portMappings capability argument, as JSON.
+    /// portMappings capability argument, as JSON (check and del default to
+    /// the capability args given at add).
     #[arg(long)]
     port_mappings: Option<String>,
-    /// CNI_ARGS, `K=V;K2=V2`.
+    /// CNI_ARGS, `K=V;K2=V2` (check and del default to those given at add).
     #[arg(long, default_value = "")]
     args: String,
 }

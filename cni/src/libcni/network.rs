@@ -94,6 +94,23 @@ impl RuntimeConf {
         self
     }
 
+    /// This attachment with what ADD was given wherever the caller leaves
+    /// it out: the capability args (`portMappings`, ...) and CNI_ARGS of the
+    /// cached attachment (libcni's cached config), so CHECK and DEL act on
+    /// what ADD set up without the caller passing it again.
+    fn or_cached(&self, cached: Option<&CachedAttachment>) -> RuntimeConf {
+        let mut rt = self.clone();
+        if let Some(c) = cached {
+            if rt.capability_args.is_empty() {
+                rt.capability_args = c.capability_args.clone();
+            }
+            if rt.args.is_empty() {
+                rt.args = c.cni_args.clone();
+            }
+        }
+        rt
+    }
+
     fn cni_args(&self) -> String {
         self.args
             .iter()
@@ -285,7 +302,8 @@ impl Network {
         Ok(serde_json::from_value(c.result).ok())
     }
 
-    /// CHECK: every plugin verifies the attachment against the cached result.
+    /// CHECK: every plugin verifies the attachment against the cached
+    /// result, with the cached runtime config unless `rt` gives its own.
     pub fn check(&self, rt: &RuntimeConf) -> Result<(), NetworkError> {
         if self.list.disable_check {
             return Ok(());
@@ -302,31 +320,28 @@ impl Network {
                     rt.container_id, rt.ifname
                 ),
             })?;
+        let rt = rt.or_cached(Some(&cached));
         for plugin in &self.list.plugins {
-            let stdin = self.plugin_config(plugin, Some(&cached.result), Some(rt), &[]);
+            let stdin = self.plugin_config(plugin, Some(&cached.result), Some(&rt), &[]);
             self.cfg
                 .exec
-                .run(Self::plugin_type(plugin), &self.args("CHECK", rt), &stdin)
+                .run(Self::plugin_type(plugin), &self.args("CHECK", &rt), &stdin)
                 .map_err(|e| self.exec_err(e))?;
         }
         Ok(())
     }
 
-    /// DEL: plugins in reverse order, with the cached result as prevResult;
-    /// then the cache entry is removed. Idempotent.
+    /// DEL: plugins in reverse order, with the cached result as prevResult
+    /// and the cached runtime config unless `rt` gives its own; then the
+    /// cache entry is removed. Idempotent.
     pub fn del(&self, rt: &RuntimeConf) -> Result<(), NetworkError> {
         let cached = self
             .cfg
             .cache
             .get(&self.list.name, &rt.container_id, &rt.ifname)
             .map_err(|e| self.cache_err(e))?;
-        // Without new capability args, use the ones given at ADD (ports to unmap).
-        let mut rt_eff = rt.clone();
-        if let Some(c) = &cached {
-            if rt_eff.capability_args.is_empty() {
-                rt_eff.capability_args = c.capability_args.clone();
-            }
-        }
+        // The ports to unmap are the ones given at ADD.
+        let rt_eff = rt.or_cached(cached.as_ref());
         let prev = cached.as_ref().map(|c| &c.result);
         for plugin in self.list.plugins.iter().rev() {
             let stdin = self.plugin_config(plugin, prev, Some(&rt_eff), &[]);
@@ -449,5 +464,41 @@ impl Network {
                 .map_err(|e| self.exec_err(e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_config_falls_back_to_the_cached_one() {
+        let pm = serde_json::json!([{"hostPort": 8080, "containerPort": 80}]);
+        let cached = CachedAttachment {
+            kind: "cniCacheV1".into(),
+            container_id: "c".into(),
+            if_name: "eth0".into(),
+            network_name: "n".into(),
+            netns: String::new(),
+            cni_args: vec![("K8S_POD_NAME".into(), "p".into())],
+            capability_args: [("portMappings".to_string(), pm.clone())]
+                .into_iter()
+                .collect(),
+            config: Value::Null,
+            result: Value::Null,
+        };
+        let bare = RuntimeConf::new("c", "/x", "eth0");
+        let rt = bare.or_cached(Some(&cached));
+        assert_eq!(rt.capability_args["portMappings"], pm);
+        assert_eq!(rt.cni_args(), "K8S_POD_NAME=p");
+        assert!(bare.or_cached(None).capability_args.is_empty());
+        // What the caller passes wins.
+        let own = serde_json::json!([]);
+        let given =
+            RuntimeConf::new("c", "/x", "eth0").with_capability("portMappings", own.clone());
+        assert_eq!(
+            given.or_cached(Some(&cached)).capability_args["portMappings"],
+            own
+        );
     }
 }

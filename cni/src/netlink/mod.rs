@@ -1,7 +1,9 @@
 //! Links, addresses and routes through rtnetlink, in the plugin's own
 //! network namespace or in a container's (entered by a short-lived thread
-//! that only opens the netlink socket there).
+//! that only opens the netlink socket there); the conntrack table through
+//! ctnetlink.
 
+pub mod conntrack;
 mod link;
 mod ns;
 

@@ -3,6 +3,7 @@
 //! route_localnet) and from pods on the same bridge (hairpin masquerade).
 
 pub mod config;
+mod conntrack;
 pub mod rules;
 
 use std::collections::HashSet;
@@ -121,6 +122,7 @@ impl Plugin for PortmapPlugin {
         }
         let mark = 1u32 << pc.mark_masq_bit;
         let mut next = reg.trusted().cloned().unwrap_or_default();
+        let mut mapped = Vec::new();
         for (n, v) in views.iter().enumerate() {
             let mine: Vec<Mapping> = maps
                 .iter()
@@ -155,6 +157,7 @@ impl Plugin for PortmapPlugin {
                 .cloned()
                 .collect();
             held.extend(rules::held_of(net, id, &mine));
+            mapped.push((v.fam, mine));
             next.set(
                 v.fam,
                 Some(FamState {
@@ -164,6 +167,11 @@ impl Plugin for PortmapPlugin {
             );
         }
         reg.record(views.len() as u32, Some(next));
+        drop(reg);
+        // Only now that the DNAT rules are in place: new flows get them.
+        for (fam, mine) in &mapped {
+            conntrack::flush_stale_udp(*fam, mine);
+        }
         if pc.snat && fams.iter().any(|(f, _)| *f == Family::V4) {
             route_localnet(&prev);
         }
