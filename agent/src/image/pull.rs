@@ -82,7 +82,15 @@ impl ImageStore {
                 reference: reference.into(),
                 message: e.to_string(),
             })??;
-        let session = Arc::new(Session::new(&self.registry, &r, opts.credentials.clone())?);
+        // Finding credentials may run a credential helper: keep it off the runtime.
+        let (cfg, rr, creds) = (self.registry.clone(), r.clone(), opts.credentials.clone());
+        let session = tokio::task::spawn_blocking(move || Session::new(&cfg, &rr, creds))
+            .await
+            .map_err(|e| ImageError::Pull {
+                reference: reference.into(),
+                message: e.to_string(),
+            })??;
+        let session = Arc::new(session);
         let top = session.manifest(&r.object()).await?;
         let what = format!("manifest {r}");
         let (index, mdata, mdigest) =

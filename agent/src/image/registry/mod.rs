@@ -1,6 +1,7 @@
 //! A lean client for the OCI distribution API (pull side): manifests and
 //! blobs over HTTP(S) with bearer/basic auth, per-host mirrors from
-//! containerd-style `hosts.toml`, and plain HTTP for loopback registries.
+//! containerd-style `hosts.toml`, credentials from docker's `config.json`
+//! and its credential helpers, and plain HTTP for loopback registries.
 //!
 //! Written directly on reqwest instead of oci-client so that blobs stream
 //! straight into the store and the unpacker (one pass, hashed on the way),
@@ -8,6 +9,8 @@
 //! fit without working around a client that owns those decisions.
 
 pub mod auth;
+pub mod credhelper;
+pub mod dockercfg;
 pub mod hosts;
 
 use std::collections::HashMap;
@@ -20,6 +23,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 
 pub use auth::Credentials;
 use auth::{AuthError, TokenResponse, parse_challenge};
+use credhelper::HelperEnv;
 use hosts::{Endpoint, HostsError};
 
 use super::digest::Digest;
@@ -31,8 +35,10 @@ use super::reference::Reference;
 pub struct RegistryConfig {
     /// containerd-style `config_path`: `<dir>/<host>/hosts.toml`.
     pub hosts_dir: Option<PathBuf>,
-    /// A docker `config.json` with `auths`.
+    /// A docker `config.json` (`auths`, `credHelpers`, `credsStore`).
     pub docker_config: Option<PathBuf>,
+    /// Where credential helpers are looked up, and their timeout.
+    pub helpers: HelperEnv,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +139,8 @@ fn client_for(registry: &str, ep: &Endpoint) -> Result<reqwest::Client, Registry
 }
 
 impl Session {
-    /// Credentials: `creds` if given, else the docker config's for the host.
+    /// Credentials: `creds` if given, else the docker config's for the host
+    /// (which may run a credential helper: call this off the async runtime).
     pub fn new(
         cfg: &RegistryConfig,
         reference: &Reference,
@@ -149,9 +156,9 @@ impl Session {
             None => match cfg
                 .docker_config
                 .clone()
-                .or_else(auth::default_docker_config)
+                .or_else(dockercfg::default_docker_config)
             {
-                Some(p) => auth::from_docker_config(&p, &registry)?,
+                Some(p) => dockercfg::from_docker_config(&p, &registry, &cfg.helpers)?,
                 None => None,
             },
         };
