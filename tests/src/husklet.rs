@@ -3,11 +3,16 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// `husklet --root ROOT`, to add arguments or environment to.
+pub fn husklet_command(root: &Path) -> Command {
+    let mut c = Command::new(crate::bins::bin("husklet"));
+    c.arg("--root").arg(root);
+    c
+}
+
 /// Run `husklet --root ROOT ARGS…`.
 pub fn husklet(root: &Path, args: &[&str]) -> Output {
-    Command::new(crate::bins::bin("husklet"))
-        .arg("--root")
-        .arg(root)
+    husklet_command(root)
         .args(args)
         .output()
         .expect("run husklet")

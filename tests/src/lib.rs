@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod cni;
 pub mod husk_ctr;
 pub mod husklet;
+pub mod mirror;
 pub mod netns;
 pub mod oci;
 pub mod oci_runtime;

@@ -85,3 +85,11 @@ fn run(program: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Move the calling thread (and so the processes and threads it starts
+/// afterwards) into a fresh network namespace with only loopback, up. It
+/// goes away with the test process: nothing to clean up.
+pub fn private_loopback() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare net ns");
+    run("ip", &["link", "set", "lo", "up"]);
+}

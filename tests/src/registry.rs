@@ -7,6 +7,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The first manifest of the OCI layout at `layout` (as JSON) and its digest.
+pub fn layout_manifest(layout: &Path) -> (serde_json::Value, String) {
+    let index = std::fs::read(layout.join("index.json")).expect("read index.json");
+    let idx: serde_json::Value = serde_json::from_slice(&index).expect("index.json is JSON");
+    let d = idx["manifests"][0]["digest"]
+        .as_str()
+        .expect("index.json has a manifest")
+        .to_string();
+    let m = std::fs::read(
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:")),
+    )
+    .expect("read the manifest blob");
+    (serde_json::from_slice(&m).expect("manifest is JSON"), d)
+}
+
 /// A running registry.
 pub struct TestRegistry {
     /// `127.0.0.1:<port>`.

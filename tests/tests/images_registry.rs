@@ -11,22 +11,8 @@ use husk_tests::bins::{bin, test_image};
 use husk_tests::husklet::{
     entry_count as count, husklet_fails as fails, husklet_json as json, husklet_ok as ok,
 };
-use husk_tests::registry::TestRegistry;
+use husk_tests::registry::{TestRegistry, layout_manifest};
 use husk_tests::require_root;
-
-/// The layout's manifest (first entry of index.json) as JSON, and its digest.
-fn layout_manifest(layout: &Path) -> (serde_json::Value, String) {
-    let idx: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let d = idx["manifests"][0]["digest"].as_str().unwrap().to_string();
-    let m = std::fs::read(
-        layout
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:")),
-    )
-    .unwrap();
-    (serde_json::from_slice(&m).unwrap(), d)
-}
 
 /// Enter a private mount namespace (this test process only).
 fn private_mount_ns() {

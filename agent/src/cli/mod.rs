@@ -88,6 +88,7 @@ pub fn open_store(g: &Global) -> anyhow::Result<husklet::image::ImageStore> {
     Ok(store.with_registry_config(husklet::image::RegistryConfig {
         hosts_dir: g.registry_config.clone(),
         docker_config: g.docker_config.clone(),
+        ..Default::default()
     }))
 }
 

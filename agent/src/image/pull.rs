@@ -1,7 +1,8 @@
 //! Pull an image from a registry: resolve the reference (an index to its
 //! linux/<host arch> manifest), fetch config and layers — layers
 //! concurrently, each streamed through digest check, decompression and
-//! unpack in one pass — and record the image once everything is in place.
+//! unpack in one pass, from the next endpoint when one fails midway — and
+//! record the image once everything is in place.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use super::manifest::{self, Compression, ImageConfigBlob, ManifestDoc};
 use super::meta::{ImageRecord, LayerRecord};
 use super::progress::{Progress, ProgressView};
 use super::reference::Reference;
-use super::registry::{Credentials, Session};
+use super::registry::{Attempt, Credentials, EndpointId, Session};
 use super::store::{ImageError, ImageStore};
 
 /// How to pull.
@@ -82,7 +83,15 @@ impl ImageStore {
                 reference: reference.into(),
                 message: e.to_string(),
             })??;
-        let session = Arc::new(Session::new(&self.registry, &r, opts.credentials.clone())?);
+        // Finding credentials may run a credential helper: keep it off the runtime.
+        let (cfg, rr, creds) = (self.registry.clone(), r.clone(), opts.credentials.clone());
+        let session = tokio::task::spawn_blocking(move || Session::new(&cfg, &rr, creds))
+            .await
+            .map_err(|e| ImageError::Pull {
+                reference: reference.into(),
+                message: e.to_string(),
+            })??;
+        let session = Arc::new(session);
         let top = session.manifest(&r.object()).await?;
         let what = format!("manifest {r}");
         let (index, mdata, mdigest) =
@@ -203,7 +212,27 @@ impl ImageStore {
             progress.done.fetch_add(layer.size, Ordering::Relaxed);
             return Ok(());
         }
-        let resp = session.blob(&layer.digest).await?;
+        let what = format!("blob {}", layer.digest);
+        session
+            .with_fallback(false, &what, |ep| {
+                self.download_layer(session, ep, layer, comp, !have_snap, progress)
+            })
+            .await
+    }
+
+    /// Stream a layer blob from one endpoint into the content store (and into
+    /// its snapshot when `unpack`). A download that breaks off, runs long or
+    /// does not match its digest is the endpoint's fault: the next may do better.
+    async fn download_layer(
+        &self,
+        session: &Session,
+        ep: EndpointId,
+        layer: &LayerRecord,
+        comp: Compression,
+        unpack: bool,
+        progress: &Progress,
+    ) -> Result<(), Attempt<ImageError>> {
+        let resp = session.blob_from(ep, &layer.digest).await?;
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(64);
         let store = self.clone();
         let l = layer.clone();
@@ -217,43 +246,78 @@ impl ImageStore {
                 &l,
                 comp,
                 Some(blob),
-                !have_snap,
+                unpack,
             )
         });
         let mut body = resp.bytes_stream();
         let mut seen: u64 = 0;
+        // What went wrong with the download itself, if anything.
+        let mut fault: Option<String> = None;
+        let mut hung_up = false;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(std::io::Error::other);
-            if let Ok(b) = &chunk {
-                seen += b.len() as u64;
-                progress.done.fetch_add(b.len() as u64, Ordering::Relaxed);
-                if seen > layer.size {
-                    let _ = tx
-                        .send(Err(std::io::Error::other(format!(
-                            "more than the {} bytes the manifest says",
+            let chunk = match chunk {
+                Ok(b) => {
+                    seen += b.len() as u64;
+                    progress.done.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    if seen > layer.size {
+                        fault = Some(format!(
+                            "the endpoint sent more than the {} bytes the manifest says",
                             layer.size
-                        ))))
-                        .await;
-                    break;
+                        ));
+                        Err(std::io::Error::other(
+                            "download longer than the manifest says",
+                        ))
+                    } else {
+                        Ok(b)
+                    }
                 }
-            }
+                Err(e) => {
+                    fault = Some(format!(
+                        "download broke off after {seen} of {} bytes: {e}",
+                        layer.size
+                    ));
+                    Err(std::io::Error::other(e))
+                }
+            };
             let failed = chunk.is_err();
-            if tx.send(chunk).await.is_err() || failed {
+            if tx.send(chunk).await.is_err() {
+                hung_up = true;
+                break;
+            }
+            if failed {
                 break;
             }
         }
         drop(tx);
-        match worker.await.map_err(join_err)? {
-            Err(ImageError::Content(ContentError::Io { .. })) | Err(ImageError::Layer { .. })
-                if seen < layer.size =>
-            {
-                Err(ImageError::Layer {
-                    layer: layer.digest,
-                    message: format!("download ended after {seen} of {} bytes", layer.size),
-                })
-            }
-            other => other,
+        if fault.is_none() && !hung_up && seen < layer.size {
+            fault = Some(format!(
+                "download ended after {seen} of {} bytes",
+                layer.size
+            ));
         }
+        let res = worker.await.map_err(|e| {
+            Attempt::Stop(ImageError::Layer {
+                layer: layer.digest,
+                message: format!("unpack task: {e}"),
+            })
+        })?;
+        let Err(e) = res else {
+            return Ok(());
+        };
+        progress.done.fetch_sub(seen, Ordering::Relaxed);
+        Err(match (e, fault) {
+            (_, Some(message)) => Attempt::Next(ImageError::Layer {
+                layer: layer.digest,
+                message,
+            }),
+            (
+                e @ ImageError::Content(
+                    ContentError::DigestMismatch { .. } | ContentError::SizeMismatch { .. },
+                ),
+                None,
+            ) => Attempt::Next(e),
+            (e, None) => Attempt::Stop(e),
+        })
     }
 }
 

@@ -1,12 +1,14 @@
 //! Registry credentials (per request, as CRI's AuthConfig passes them, or
-//! from a docker-style `config.json`), `WWW-Authenticate` challenges, and
-//! bearer token requests.
+//! from a docker `config.json`, see `dockercfg`), `WWW-Authenticate`
+//! challenges, and bearer token requests.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use base64::Engine as _;
 use serde::Deserialize;
+
+use super::credhelper::HelperError;
 
 /// Credentials for one registry. Mirrors CRI's `AuthConfig`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -35,6 +37,8 @@ pub enum AuthError {
     BadAuth,
     #[error("docker config {path}: {message}")]
     Config { path: PathBuf, message: String },
+    #[error(transparent)]
+    Helper(#[from] HelperError),
 }
 
 impl Credentials {
@@ -70,73 +74,6 @@ impl Credentials {
             _ => Ok(None),
         }
     }
-}
-
-#[derive(Deserialize)]
-struct DockerConfig {
-    #[serde(default)]
-    auths: BTreeMap<String, DockerAuth>,
-}
-
-#[derive(Deserialize)]
-struct DockerAuth {
-    auth: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    identitytoken: Option<String>,
-    registrytoken: Option<String>,
-}
-
-/// The default docker config: `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
-pub fn default_docker_config() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("DOCKER_CONFIG") {
-        return Some(PathBuf::from(d).join("config.json"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
-}
-
-/// Credentials for `host` from a docker config.json, if it has any.
-pub fn from_docker_config(path: &Path, host: &str) -> Result<Option<Credentials>, AuthError> {
-    let data = match std::fs::read(path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(AuthError::Config {
-                path: path.into(),
-                message: e.to_string(),
-            });
-        }
-    };
-    let cfg: DockerConfig = serde_json::from_slice(&data).map_err(|e| AuthError::Config {
-        path: path.into(),
-        message: format!("invalid JSON: {e}"),
-    })?;
-    let wanted: Vec<String> = if host == "docker.io" {
-        vec![
-            "https://index.docker.io/v1/".into(),
-            "index.docker.io".into(),
-            "docker.io".into(),
-            "registry-1.docker.io".into(),
-        ]
-    } else {
-        vec![host.to_string()]
-    };
-    for (key, a) in cfg.auths {
-        let k = key
-            .trim_start_matches("https://")
-            .trim_start_matches("http://");
-        let k = k.split('/').next().unwrap_or(k);
-        if wanted.iter().any(|w| w == &key || w == k) {
-            return Ok(Some(Credentials {
-                username: a.username,
-                password: a.password,
-                auth: a.auth,
-                identity_token: a.identitytoken,
-                registry_token: a.registrytoken,
-            }));
-        }
-    }
-    Ok(None)
 }
 
 /// A parsed `WWW-Authenticate` header.
@@ -212,26 +149,5 @@ mod tests {
         assert_eq!(c.params["scope"], "repository:a/b:pull");
         let c = parse_challenge("Basic realm=\"Registry Realm\"").unwrap();
         assert_eq!(c.scheme, "basic");
-    }
-
-    #[test]
-    fn docker_config_credentials() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("config.json");
-        let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
-        std::fs::write(&p, format!(r#"{{"auths":{{"127.0.0.1:5000":{{"auth":"{auth}"}},"https://index.docker.io/v1/":{{"username":"bob","password":"pw"}}}}}}"#)).unwrap();
-        let c = from_docker_config(&p, "127.0.0.1:5000").unwrap().unwrap();
-        assert_eq!(
-            c.user_pass().unwrap(),
-            Some(("alice".into(), "s3cret".into()))
-        );
-        let c = from_docker_config(&p, "docker.io").unwrap().unwrap();
-        assert_eq!(c.user_pass().unwrap(), Some(("bob".into(), "pw".into())));
-        assert!(from_docker_config(&p, "quay.io").unwrap().is_none());
-        let bad = Credentials {
-            auth: Some("!!".into()),
-            ..Default::default()
-        };
-        assert!(bad.user_pass().is_err());
     }
 }

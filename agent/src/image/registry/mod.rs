@@ -1,6 +1,8 @@
 //! A lean client for the OCI distribution API (pull side): manifests and
 //! blobs over HTTP(S) with bearer/basic auth, per-host mirrors from
-//! containerd-style `hosts.toml`, and plain HTTP for loopback registries.
+//! containerd-style `hosts.toml` (each fetch falling back along them),
+//! credentials from docker's `config.json` and its credential helpers, and
+//! plain HTTP for loopback registries.
 //!
 //! Written directly on reqwest instead of oci-client so that blobs stream
 //! straight into the store and the unpacker (one pass, hashed on the way),
@@ -8,6 +10,9 @@
 //! fit without working around a client that owns those decisions.
 
 pub mod auth;
+pub mod credhelper;
+pub mod dockercfg;
+pub mod fallback;
 pub mod hosts;
 
 use std::collections::HashMap;
@@ -20,6 +25,8 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 
 pub use auth::Credentials;
 use auth::{AuthError, TokenResponse, parse_challenge};
+use credhelper::HelperEnv;
+pub use fallback::{Attempt, EndpointId};
 use hosts::{Endpoint, HostsError};
 
 use super::digest::Digest;
@@ -31,8 +38,10 @@ use super::reference::Reference;
 pub struct RegistryConfig {
     /// containerd-style `config_path`: `<dir>/<host>/hosts.toml`.
     pub hosts_dir: Option<PathBuf>,
-    /// A docker `config.json` with `auths`.
+    /// A docker `config.json` (`auths`, `credHelpers`, `credsStore`).
     pub docker_config: Option<PathBuf>,
+    /// Where credential helpers are looked up, and their timeout.
+    pub helpers: HelperEnv,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +87,20 @@ pub enum RegistryError {
     NoEndpoint {
         registry: String,
         capability: &'static str,
+    },
+    #[error("registry {registry}: {url}: content has digest {actual}, not {expected}")]
+    Digest {
+        registry: String,
+        url: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("registry {registry}: {what}: every endpoint failed: {}", .failures.join("; "))]
+    AllEndpoints {
+        registry: String,
+        what: String,
+        /// `<endpoint>: <error>` for each endpoint tried, in order.
+        failures: Vec<String>,
     },
     #[error("registry {registry}: TLS settings: {message}")]
     Tls { registry: String, message: String },
@@ -133,7 +156,8 @@ fn client_for(registry: &str, ep: &Endpoint) -> Result<reqwest::Client, Registry
 }
 
 impl Session {
-    /// Credentials: `creds` if given, else the docker config's for the host.
+    /// Credentials: `creds` if given, else the docker config's for the host
+    /// (which may run a credential helper: call this off the async runtime).
     pub fn new(
         cfg: &RegistryConfig,
         reference: &Reference,
@@ -149,9 +173,9 @@ impl Session {
             None => match cfg
                 .docker_config
                 .clone()
-                .or_else(auth::default_docker_config)
+                .or_else(dockercfg::default_docker_config)
             {
-                Some(p) => auth::from_docker_config(&p, &registry)?,
+                Some(p) => dockercfg::from_docker_config(&p, &registry, &cfg.helpers)?,
                 None => None,
             },
         };
@@ -351,79 +375,76 @@ impl Session {
         }
     }
 
-    /// Try each endpoint with the capability; return the first success or the last error.
-    async fn first(
-        &self,
-        resolve: bool,
-        kind: &str,
-        object: &str,
-        accept: Option<&str>,
-    ) -> Result<reqwest::Response, RegistryError> {
-        let mut last = None;
-        for (ep, client) in &self.endpoints {
-            let ok = if resolve {
-                ep.capabilities.resolve
-            } else {
-                ep.capabilities.pull
-            };
-            if !ok {
-                continue;
-            }
-            match self.get(ep, client, kind, object, accept).await {
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    tracing::debug!(endpoint = %ep.base, error = %e, "registry endpoint failed, trying the next");
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.unwrap_or(RegistryError::NoEndpoint {
-            registry: self.registry.clone(),
-            capability: if resolve { "resolve" } else { "pull" },
-        }))
-    }
-
     /// Fetch a manifest by tag or digest; verified against the digest when pinned.
     pub async fn manifest(&self, object: &str) -> Result<FetchedManifest, RegistryError> {
         let pinned: Option<Digest> = object.parse().ok();
-        let resp = self
-            .first(pinned.is_none(), "manifests", object, Some(MANIFEST_ACCEPT))
-            .await?;
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let data = self
-            .read_limited(resp, &format!("manifest {object}"))
-            .await?;
-        let digest = Digest::of(&data);
-        if let Some(p) = pinned
-            && p != digest
-        {
-            return Err(RegistryError::Status {
-                registry: self.registry.clone(),
-                url: format!("manifest {object}"),
-                status: StatusCode::OK,
-                body: format!("content has digest {digest}, not the requested one"),
-            });
-        }
-        Ok(FetchedManifest {
-            data,
-            content_type,
-            digest,
+        let what = format!("manifest {object}");
+        self.with_fallback(pinned.is_none(), &what, |ep| async move {
+            let (endpoint, client) = self.endpoint(ep)?;
+            let resp = self
+                .get(endpoint, client, "manifests", object, Some(MANIFEST_ACCEPT))
+                .await?;
+            let content_type = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let url = resp.url().to_string();
+            let data = self
+                .read_limited(resp, &format!("manifest {object}"))
+                .await?;
+            let digest = Digest::of(&data);
+            if let Some(p) = pinned {
+                self.check_digest(&url, &p, &digest)?;
+            }
+            Ok(FetchedManifest {
+                data,
+                content_type,
+                digest,
+            })
         })
+        .await
     }
 
-    /// Start fetching a blob; the caller streams and verifies the body.
-    pub async fn blob(&self, digest: &Digest) -> Result<reqwest::Response, RegistryError> {
-        self.first(false, "blobs", &digest.to_string(), None).await
+    /// Start fetching a blob from one endpoint; the caller streams and verifies the body.
+    pub async fn blob_from(
+        &self,
+        ep: EndpointId,
+        digest: &Digest,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let (endpoint, client) = self.endpoint(ep)?;
+        self.get(endpoint, client, "blobs", &digest.to_string(), None)
+            .await
     }
 
-    /// Fetch a small blob (a config) whole.
+    /// Fetch a small blob (a config) whole, verified, from the first endpoint that has it.
     pub async fn small_blob(&self, digest: &Digest) -> Result<Vec<u8>, RegistryError> {
-        let resp = self.blob(digest).await?;
-        self.read_limited(resp, &format!("blob {digest}")).await
+        let what = format!("blob {digest}");
+        self.with_fallback(false, &what, |ep| async move {
+            let resp = self.blob_from(ep, digest).await?;
+            let url = resp.url().to_string();
+            let data = self.read_limited(resp, &format!("blob {digest}")).await?;
+            self.check_digest(&url, digest, &Digest::of(&data))?;
+            Ok(data)
+        })
+        .await
+    }
+
+    fn check_digest(
+        &self,
+        url: &str,
+        expected: &Digest,
+        actual: &Digest,
+    ) -> Result<(), RegistryError> {
+        if expected == actual {
+            return Ok(());
+        }
+        Err(RegistryError::Digest {
+            registry: self.registry.clone(),
+            url: url.to_string(),
+            expected: *expected,
+            actual: *actual,
+        })
     }
 
     async fn read_limited(
