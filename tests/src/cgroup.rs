@@ -40,6 +40,16 @@ impl TestCgroup {
             .filter(|d| d.exists())
             .collect()
     }
+
+    /// The directories of the container cgroup `leaf` that exist now, one
+    /// per hierarchy: empty once a runtime cleaned up after it.
+    pub fn leaf_dirs(&self, leaf: &str) -> Vec<PathBuf> {
+        self.dirs()
+            .into_iter()
+            .map(|d| d.join(leaf))
+            .filter(|d| d.exists())
+            .collect()
+    }
 }
 
 impl Default for TestCgroup {

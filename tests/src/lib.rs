@@ -11,7 +11,6 @@ pub mod husk_ctr;
 pub mod husklet;
 pub mod netns;
 pub mod oci;
-pub mod oci_runtime;
 pub mod registry;
 pub mod rootfs;
 

@@ -10,13 +10,7 @@ fn create_fails(rt: &Runtime, b: &Bundle, id: &str) -> String {
     assert!(!o.status.success(), "create {id} succeeded");
     assert!(!rt.state_dir(id).exists() || !rt.state_dir(id).join("state.json").exists());
     assert!(rt.status(id).is_none(), "{id} exists after a failed create");
-    let leftover: Vec<_> = rt
-        .cgroup
-        .dirs()
-        .iter()
-        .map(|d| d.join("c"))
-        .filter(|d| d.exists())
-        .collect();
+    let leftover = rt.cgroup().leaf_dirs("c");
     assert!(leftover.is_empty(), "cgroup left: {leftover:?}");
     assert!(host_mounts_under(b.path()).is_empty(), "mounts left");
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -97,8 +91,8 @@ fn invalid_and_duplicate_ids() {
         let o = rt.out(&["create", "--bundle", b.path_str(), bad]);
         assert!(!o.status.success(), "id {bad:?} accepted");
     }
-    assert!(!rt.root.path().parent().unwrap().join("x").exists());
-    rt.detached(&["create", "--bundle", b.path_str(), "dup"]);
+    assert!(!rt.root().parent().unwrap().join("x").exists());
+    rt.ok(&["create", "--bundle", b.path_str(), "dup"]);
     let o = rt.out(&["create", "--bundle", b.path_str(), "dup"]);
     assert!(!o.status.success());
     assert!(
@@ -129,13 +123,7 @@ fn failing_hook_fails_create_and_cleans_up() {
     assert!(rt.status("h1").is_none());
     assert!(!rt.state_dir("h1").exists());
     // The init that was cloned before the hook ran is gone, and so is its cgroup.
-    let leftover: Vec<_> = rt
-        .cgroup
-        .dirs()
-        .iter()
-        .map(|d| d.join("c"))
-        .filter(|d| d.exists())
-        .collect();
+    let leftover = rt.cgroup().leaf_dirs("c");
     assert!(leftover.is_empty(), "cgroup left: {leftover:?}");
 }
 
@@ -153,7 +141,7 @@ fn unknown_container_and_signal() {
         assert!(!o.status.success(), "{args:?}");
     }
     let b = Bundle::new(&rt, "c", &["sleep", "300"]);
-    rt.detached(&["create", "--bundle", b.path_str(), "s1"]);
+    rt.ok(&["create", "--bundle", b.path_str(), "s1"]);
     let o = rt.out(&["kill", "s1", "NOTASIGNAL"]);
     assert!(!o.status.success());
     rt.ok(&["delete", "--force", "s1"]);

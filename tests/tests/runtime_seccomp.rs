@@ -1,9 +1,7 @@
 //! Seccomp profiles enforced inside a busybox container run by the runtime
 //! under test (husk, or `HUSK_TEST_RUNTIME=/usr/sbin/runc`).
 
-use husk_tests::cgroup::TestCgroup;
-use husk_tests::oci::is_husk;
-use husk_tests::oci_runtime::{Bundle, Runtime};
+use husk_tests::oci::{Bundle, Runtime, is_husk};
 use husk_tests::require_root;
 use serde_json::{Value, json};
 
@@ -14,16 +12,13 @@ fn unique_id(prefix: &str) -> String {
 /// Run `script` in a busybox container with `seccomp` (if any) as
 /// `linux.seccomp`; returns the exit code, stdout + stderr, and the bundle.
 fn run_with(seccomp: Option<Value>, script: &str) -> (i32, String, Bundle) {
-    let cg = TestCgroup::new();
     let rt = Runtime::new();
-    let mut bundle = Bundle::busybox(&["sh", "-c", script], &cg.path("c"));
+    let mut bundle = Bundle::new(&rt, "c", &["sh", "-c", script]);
     if let Some(s) = seccomp {
-        bundle.config["linux"]["seccomp"] = s;
+        bundle.edit(|c| c["linux"]["seccomp"] = s);
     }
-    bundle.write();
     let id = unique_id("seccomp");
-    let bundle_dir = bundle.path().to_str().expect("utf-8 path").to_string();
-    let out = rt.exec(&["run", "--bundle", &bundle_dir, &id]);
+    let out = rt.out(&["run", "--bundle", bundle.path_str(), &id]);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -268,28 +263,20 @@ fn kill_process_ends_the_container_with_sigsys() {
 
 /// A rejected profile fails `create` and leaves nothing behind.
 fn assert_rejected(seccomp: Value, field: &str) {
-    let cg = TestCgroup::new();
     let rt = Runtime::new();
-    let mut bundle = Bundle::busybox(&["true"], &cg.path("c"));
-    bundle.config["linux"]["seccomp"] = seccomp;
-    bundle.write();
+    let mut bundle = Bundle::new(&rt, "c", &["true"]);
+    bundle.edit(|c| c["linux"]["seccomp"] = seccomp);
     let id = unique_id("badseccomp");
-    let bundle_dir = bundle.path().to_str().expect("utf-8 path").to_string();
-    let out = rt.exec(&["create", "--bundle", &bundle_dir, &id]);
+    let out = rt.out(&["create", "--bundle", bundle.path_str(), &id]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a bad profile must fail create");
     if is_husk() {
         assert!(stderr.contains(field), "error must name {field}: {stderr}");
     }
     assert!(rt.container_ids().is_empty(), "no container may be left");
-    assert!(!rt.exec(&["state", &id]).status.success());
-    for dir in cg.dirs() {
-        assert!(
-            !dir.join("c").exists(),
-            "cgroup {} left behind",
-            dir.display()
-        );
-    }
+    assert!(!rt.out(&["state", &id]).status.success());
+    let leftover = rt.cgroup().leaf_dirs("c");
+    assert!(leftover.is_empty(), "cgroup left: {leftover:?}");
 }
 
 #[test]
