@@ -3,41 +3,14 @@
 //! through the v1 controllers. On a pure v2 host each test says it is skipped
 //! (tests/tests/cgroups_v2_husk.rs covers v2 in the VM).
 
-use std::fs;
-use std::path::Path;
-
-use husk_tests::husk_ctr::{Ctr, wait_for};
-use husk_tests::require_root;
+use husk_tests::cgroup::{keyed, read};
+use husk_tests::oci::Ctr;
+use husk_tests::{require_cgroup_v1, wait_for};
 use serde_json::json;
-
-macro_rules! require_v1 {
-    () => {
-        require_root!();
-        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            eprintln!("skipped: needs a cgroup v1/hybrid host");
-            return;
-        }
-    };
-}
-
-fn read(path: &Path) -> String {
-    fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-        .trim()
-        .to_string()
-}
-
-fn keyed(path: &Path, key: &str) -> u64 {
-    read(path)
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{} has no {key}", path.display()))
-}
 
 #[test]
 fn memory_hog_is_oom_killed_with_exit_137() {
-    require_v1!();
+    require_cgroup_v1!();
     let c = Ctr::new(
         "oom1",
         "exec tail /dev/zero",
@@ -54,7 +27,7 @@ fn memory_hog_is_oom_killed_with_exit_137() {
 
 #[test]
 fn memory_limit_lands_in_v1_and_oom_is_counted() {
-    require_v1!();
+    require_cgroup_v1!();
     let c = Ctr::new(
         "oom1d",
         "sleep 1; exec tail /dev/zero",
@@ -77,7 +50,7 @@ fn memory_limit_lands_in_v1_and_oom_is_counted() {
 
 #[test]
 fn fork_bomb_stops_at_pids_max() {
-    require_v1!();
+    require_cgroup_v1!();
     let c = Ctr::new(
         "pids1",
         "while :; do sleep 60 & done",
@@ -97,7 +70,7 @@ fn fork_bomb_stops_at_pids_max() {
 
 #[test]
 fn busy_loop_under_cfs_quota_is_throttled() {
-    require_v1!();
+    require_cgroup_v1!();
     let c = Ctr::new(
         "cpu1",
         "while :; do :; done",
@@ -114,7 +87,7 @@ fn busy_loop_under_cfs_quota_is_throttled() {
 
 #[test]
 fn delete_leaves_no_cgroup_behind_in_any_hierarchy() {
-    require_v1!();
+    require_cgroup_v1!();
     let c = Ctr::new("del1", "sleep 600", json!({"pids": {"limit": 10}}));
     c.run_detached();
     let dirs: Vec<_> = ["memory", "pids", "cpu", "freezer", "unified"]

@@ -7,23 +7,12 @@ mod support;
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use husk_runtime::cgroups::{self, CgroupError, CgroupManager};
 use husk_tests::cgroup::TestCgroup;
-use husk_tests::require_root;
+use husk_tests::require_cgroup_v2;
 use support::{placed, release, res};
-
-macro_rules! require_v2 {
-    () => {
-        require_root!();
-        if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            eprintln!("skipped: needs a cgroup v2 host (run scripts/vm-test)");
-            return;
-        }
-    };
-}
 
 fn file(mgr: &dyn CgroupManager, name: &str) -> String {
     fs::read_to_string(mgr.dirs()[0].join(name))
@@ -38,7 +27,7 @@ const DENY_ALL_BUT_NULL: &str = r#"{"devices":[
 
 #[test]
 fn device_filter_denies_what_the_rules_deny() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().display();
@@ -62,7 +51,7 @@ fn device_filter_denies_what_the_rules_deny() {
 
 #[test]
 fn device_filter_updates_replace_the_program_instead_of_piling_up() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let (mgr, mut child) = placed(&tcg, "devupd", DENY_ALL_BUT_NULL, "sleep 60");
     let dir = mgr.dirs()[0].clone();
@@ -91,7 +80,7 @@ fn device_filter_updates_replace_the_program_instead_of_piling_up() {
 
 #[test]
 fn unified_keys_are_written_and_unknown_ones_refused() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let mgr = cgroups::open(Some(&tcg.path("uni")), "uni").expect("open");
     for bad in ["memory.nosuch", "cpu.max.nope", "nosuchcontroller.max"] {
@@ -125,7 +114,7 @@ fn unified_keys_are_written_and_unknown_ones_refused() {
 
 #[test]
 fn limits_land_in_the_v2_files() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let (mgr, mut child) = placed(
         &tcg,
@@ -152,7 +141,7 @@ fn limits_land_in_the_v2_files() {
 
 #[test]
 fn freeze_stops_a_counter_and_thaw_resumes_it() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let counter = dir.path().join("n");
@@ -190,7 +179,7 @@ fn freeze_stops_a_counter_and_thaw_resumes_it() {
 
 #[test]
 fn stats_agree_with_the_cgroup_files() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let (mgr, mut child) = placed(
         &tcg,
@@ -240,7 +229,7 @@ fn stats_agree_with_the_cgroup_files() {
 
 #[test]
 fn limits_without_a_controller_are_errors_not_no_ops() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let mgr = cgroups::open(Some(&tcg.path("nope")), "nope").expect("open");
     for (json, field) in [

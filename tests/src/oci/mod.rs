@@ -3,19 +3,23 @@
 //! - [`Runtime`] (runtime.rs): the runtime binary under test with a state
 //!   root and a cgroup subtree of the test's own;
 //! - [`Bundle`] and [`default_config`] (bundle.rs): a busybox bundle and the
-//!   one config every test starts from.
+//!   one config every test starts from;
+//! - [`Ctr`] (ctr.rs): a husk container with `linux.resources`, for the
+//!   cgroup suites.
 //!
 //! The runtime under test is husk, or with `HUSK_TEST_RUNTIME=/usr/sbin/runc`
 //! a peer for conformance ([`runtime_bin`]); husk-specific checks ask
 //! [`is_husk`].
 
 mod bundle;
+mod ctr;
 mod runtime;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use bundle::{Bundle, default_config};
+pub use ctr::Ctr;
 pub use runtime::Runtime;
 
 /// The runtime under test: `$HUSK_TEST_RUNTIME` when set, else the built `husk`.
