@@ -3,7 +3,6 @@
 //! through the v1 controllers. On a pure v2 host each test says it is skipped
 //! (tests/tests/cgroups_v2_husk.rs covers v2 in the VM).
 
-use husk_tests::cgroup::{keyed, read};
 use husk_tests::oci::Ctr;
 use husk_tests::{require_cgroup_v1, wait_for};
 use serde_json::json;
@@ -34,18 +33,12 @@ fn memory_limit_lands_in_v1_and_oom_is_counted() {
         json!({"memory": {"limit": 33554432}}),
     );
     c.run_detached();
-    let mem = c.cgroup_v1("memory");
-    assert_eq!(read(&mem.join("memory.limit_in_bytes")), "33554432");
+    assert_eq!(c.file("memory.limit_in_bytes"), "33554432");
     wait_for("the container to be OOM-killed", 60, || {
         c.status() == "stopped"
     });
-    assert!(keyed(&mem.join("memory.oom_control"), "oom_kill") >= 1);
-    assert!(
-        read(&mem.join("memory.failcnt"))
-            .parse::<u64>()
-            .unwrap_or(0)
-            >= 1
-    );
+    assert!(c.keyed("memory.oom_control", "oom_kill") >= 1);
+    assert!(c.file("memory.failcnt").parse::<u64>().unwrap_or(0) >= 1);
 }
 
 #[test]
@@ -57,14 +50,9 @@ fn fork_bomb_stops_at_pids_max() {
         json!({"pids": {"limit": 12}}),
     );
     c.run_detached();
-    let pids = c.cgroup_v1("pids");
-    assert_eq!(read(&pids.join("pids.max")), "12");
-    wait_for("fork failures", 60, || {
-        keyed(&pids.join("pids.events"), "max") >= 1
-    });
-    let current: u64 = read(&pids.join("pids.current"))
-        .parse()
-        .expect("pids.current");
+    assert_eq!(c.file("pids.max"), "12");
+    wait_for("fork failures", 60, || c.keyed("pids.events", "max") >= 1);
+    let current: u64 = c.file("pids.current").parse().expect("pids.current");
     assert!(current <= 12, "pids.current {current}");
 }
 
@@ -77,12 +65,9 @@ fn busy_loop_under_cfs_quota_is_throttled() {
         json!({"cpu": {"quota": 10000, "period": 100000}}),
     );
     c.run_detached();
-    let cpu = c.cgroup_v1("cpu");
-    assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "10000");
-    assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000");
-    wait_for("throttling", 60, || {
-        keyed(&cpu.join("cpu.stat"), "nr_throttled") > 0
-    });
+    assert_eq!(c.file("cpu.cfs_quota_us"), "10000");
+    assert_eq!(c.file("cpu.cfs_period_us"), "100000");
+    wait_for("throttling", 60, || c.keyed("cpu.stat", "nr_throttled") > 0);
 }
 
 #[test]

@@ -5,20 +5,17 @@
 
 mod support;
 
-use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use husk_runtime::cgroups::{self, CgroupError, CgroupManager};
-use husk_tests::cgroup::TestCgroup;
-use husk_tests::require_cgroup_v2;
+use husk_tests::cgroup::{self as test_cgroup, TestCgroup};
+use husk_tests::{read_counter, require_cgroup_v2, wait_for};
 use support::{placed, release, res};
 
+/// A file of the manager's (single, v2) cgroup, trimmed.
 fn file(mgr: &dyn CgroupManager, name: &str) -> String {
-    fs::read_to_string(mgr.dirs()[0].join(name))
-        .unwrap_or_else(|e| panic!("read {name}: {e}"))
-        .trim()
-        .to_string()
+    test_cgroup::read(&mgr.dirs()[0].join(name))
 }
 
 const DENY_ALL_BUT_NULL: &str = r#"{"devices":[
@@ -151,28 +148,16 @@ fn freeze_stops_a_counter_and_thaw_resumes_it() {
     );
     let (mgr, mut child) = placed(&tcg, "frz", "{}", &script);
     release(&mut child);
-    let read = || -> u64 {
-        fs::read_to_string(&counter)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while read() < 10 {
-        assert!(Instant::now() < deadline, "the counter never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("the counter", 20, || read_counter(&counter) >= 10);
     mgr.freeze().expect("freeze");
     assert_eq!(file(mgr.as_ref(), "cgroup.freeze"), "1");
-    let a = read();
+    let a = read_counter(&counter);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(read(), a, "counter moved while frozen");
+    assert_eq!(read_counter(&counter), a, "counter moved while frozen");
     mgr.thaw().expect("thaw");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while read() <= a {
-        assert!(Instant::now() < deadline, "the counter never resumed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("the counter to move again", 20, || {
+        read_counter(&counter) > a
+    });
     mgr.destroy().expect("destroy");
     assert_eq!(child.wait().expect("wait").signal(), Some(libc::SIGKILL));
 }
@@ -188,11 +173,9 @@ fn stats_agree_with_the_cgroup_files() {
         "sleep 60 & sleep 60 & wait",
     );
     release(&mut child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while mgr.pids().expect("pids").len() < 3 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("three processes", 20, || {
+        mgr.pids().expect("pids").len() >= 3
+    });
     let s = mgr.stats().expect("stats");
     let m = mgr.as_ref();
     assert_eq!(

@@ -102,14 +102,24 @@ impl Ctr {
             .join("ctr")
     }
 
-    /// A file of the container's v2 cgroup, trimmed.
-    pub fn file(&self, name: &str) -> String {
-        crate::cgroup::read(&self.cgroup().join(name))
+    /// The path of a file of the container's cgroup: on a v1 host
+    /// `<controller>.<file>` is in that controller's hierarchy.
+    pub fn file_path(&self, name: &str) -> PathBuf {
+        if crate::cgroup::is_v2() {
+            return self.cgroup().join(name);
+        }
+        let controller = name.split('.').next().unwrap_or(name);
+        self.cgroup_v1(controller).join(name)
     }
 
-    /// The value of `key` in a flat-keyed file of the container's v2 cgroup.
+    /// A file of the container's cgroup ([`Ctr::file_path`]), trimmed.
+    pub fn file(&self, name: &str) -> String {
+        crate::cgroup::read(&self.file_path(name))
+    }
+
+    /// The value of `key` in a flat-keyed file of the container's cgroup.
     pub fn keyed(&self, name: &str, key: &str) -> u64 {
-        crate::cgroup::keyed(&self.cgroup().join(name), key)
+        crate::cgroup::keyed(&self.file_path(name), key)
     }
 
     /// The host side of /shared.
