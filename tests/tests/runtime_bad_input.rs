@@ -3,6 +3,7 @@
 
 use husk_tests::oci::{Bundle, Runtime, host_mounts_under, is_husk};
 use husk_tests::require_root;
+use serde_json::Value;
 
 /// Run create, expect failure, return stderr; check nothing was left.
 fn create_fails(rt: &Runtime, b: &Bundle, id: &str) -> String {
@@ -16,13 +17,19 @@ fn create_fails(rt: &Runtime, b: &Bundle, id: &str) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// [`create_fails`] for a bundle running `true` whose default config `edit`
+/// broke, in a runtime of its own.
+fn broken_config_fails(id: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&rt, "c", &["true"]);
+    b.edit(edit);
+    create_fails(&rt, &b, id)
+}
+
 #[test]
 fn unknown_namespace_names_the_field() {
     require_root!();
-    let rt = Runtime::new();
-    let mut b = Bundle::new(&rt, "c", &["true"]);
-    b.edit(|c| c["linux"]["namespaces"][2]["type"] = "foo".into());
-    let err = create_fails(&rt, &b, "b1");
+    let err = broken_config_fails("b1", |c| c["linux"]["namespaces"][2]["type"] = "foo".into());
     if is_husk() {
         assert!(
             err.contains(r#"config.json: linux.namespaces[2].type: unknown namespace "foo""#),
@@ -41,9 +48,7 @@ fn invalid_json_and_wrong_types() {
     if is_husk() {
         assert!(err.contains("config.json"), "{err}");
     }
-    let mut b = Bundle::new(&rt, "c", &["true"]);
-    b.edit(|c| c["process"]["user"]["uid"] = "root".into());
-    let err = create_fails(&rt, &b, "b3");
+    let err = broken_config_fails("b3", |c| c["process"]["user"]["uid"] = "root".into());
     if is_husk() {
         assert!(err.contains("process.user.uid"), "{err}");
     }
@@ -52,10 +57,7 @@ fn invalid_json_and_wrong_types() {
 #[test]
 fn missing_rootfs() {
     require_root!();
-    let rt = Runtime::new();
-    let mut b = Bundle::new(&rt, "c", &["true"]);
-    b.edit(|c| c["root"]["path"] = "nope".into());
-    let err = create_fails(&rt, &b, "b4");
+    let err = broken_config_fails("b4", |c| c["root"]["path"] = "nope".into());
     if is_husk() {
         assert!(err.contains("root.path") && err.contains("nope"), "{err}");
     }
@@ -73,10 +75,9 @@ fn missing_program_fails_create() {
 #[test]
 fn bad_namespace_path() {
     require_root!();
-    let rt = Runtime::new();
-    let mut b = Bundle::new(&rt, "c", &["true"]);
-    b.edit(|c| c["linux"]["namespaces"][1]["path"] = "/proc/nonexistent/ns/net".into());
-    let err = create_fails(&rt, &b, "b6");
+    let err = broken_config_fails("b6", |c| {
+        c["linux"]["namespaces"][1]["path"] = "/proc/nonexistent/ns/net".into()
+    });
     if is_husk() {
         assert!(err.contains("linux.namespaces[1].path"), "{err}");
     }

@@ -1,24 +1,18 @@
 //! Seccomp profiles enforced inside a busybox container run by the runtime
 //! under test (husk, or `HUSK_TEST_RUNTIME=/usr/sbin/runc`).
 
-use husk_tests::oci::{Bundle, Runtime, is_husk};
+use husk_tests::oci::{Bundle, Runtime, is_husk, run_once};
 use husk_tests::require_root;
 use serde_json::{Value, json};
-
-fn unique_id(prefix: &str) -> String {
-    format!("{prefix}-{}", husk_tests::unique_suffix())
-}
 
 /// Run `script` in a busybox container with `seccomp` (if any) as
 /// `linux.seccomp`; returns the exit code, stdout + stderr, and the bundle.
 fn run_with(seccomp: Option<Value>, script: &str) -> (i32, String, Bundle) {
-    let rt = Runtime::new();
-    let mut bundle = Bundle::new(&rt, "c", &["sh", "-c", script]);
-    if let Some(s) = seccomp {
-        bundle.edit(|c| c["linux"]["seccomp"] = s);
-    }
-    let id = unique_id("seccomp");
-    let out = rt.out(&["run", "--bundle", bundle.path_str(), &id]);
+    let (out, bundle) = run_once(&["sh", "-c", script], |c| {
+        if let Some(s) = seccomp {
+            c["linux"]["seccomp"] = s;
+        }
+    });
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -266,7 +260,7 @@ fn assert_rejected(seccomp: Value, field: &str) {
     let rt = Runtime::new();
     let mut bundle = Bundle::new(&rt, "c", &["true"]);
     bundle.edit(|c| c["linux"]["seccomp"] = seccomp);
-    let id = unique_id("badseccomp");
+    let id = format!("badseccomp-{}", husk_tests::unique_suffix());
     let out = rt.out(&["create", "--bundle", bundle.path_str(), &id]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a bad profile must fail create");

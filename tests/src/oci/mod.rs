@@ -16,7 +16,10 @@ mod ctr;
 mod runtime;
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 pub use bundle::{Bundle, default_config};
 pub use ctr::Ctr;
@@ -36,6 +39,18 @@ pub fn is_husk() -> bool {
     runtime_bin()
         .file_name()
         .is_some_and(|n| n.to_string_lossy().starts_with("husk"))
+}
+
+/// Run `args` to completion in a fresh busybox container (a runtime root and
+/// cgroup of its own) after `edit` changed the default config. Returns the
+/// runtime's output (the container's exit status and stdio) and the bundle,
+/// whose rootfs shows what the container wrote.
+pub fn run_once(args: &[&str], edit: impl FnOnce(&mut Value)) -> (Output, Bundle) {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::new(&rt, "c", args);
+    bundle.edit(edit);
+    let out = rt.out(&["run", "--bundle", bundle.path_str(), "once"]);
+    (out, bundle)
 }
 
 /// Pid is alive (and not a zombie).
