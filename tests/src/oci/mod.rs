@@ -7,6 +7,10 @@
 //! - [`Ctr`] (ctr.rs): a husk container with `linux.resources`, for the
 //!   cgroup suites.
 //!
+//! Here: [`run_once`] for checks of what a container does when run to
+//! completion, and what the host sees ([`alive`], [`wait_gone`],
+//! [`host_mounts_under`]).
+//!
 //! The runtime under test is husk, or with `HUSK_TEST_RUNTIME=/usr/sbin/runc`
 //! a peer for conformance ([`runtime_bin`]); husk-specific checks ask
 //! [`is_husk`].
