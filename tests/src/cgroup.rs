@@ -40,6 +40,16 @@ impl TestCgroup {
             .filter(|d| d.exists())
             .collect()
     }
+
+    /// The directories of the container cgroup `leaf` that exist now, one
+    /// per hierarchy: empty once a runtime cleaned up after it.
+    pub fn leaf_dirs(&self, leaf: &str) -> Vec<PathBuf> {
+        self.dirs()
+            .into_iter()
+            .map(|d| d.join(leaf))
+            .filter(|d| d.exists())
+            .collect()
+    }
 }
 
 impl Default for TestCgroup {
@@ -56,11 +66,35 @@ impl Drop for TestCgroup {
     }
 }
 
+/// Whether this host has the unified (v2) hierarchy alone, as the test VM
+/// does; the development machines are v1/hybrid.
+pub fn is_v2() -> bool {
+    Path::new(CGROUP_ROOT).join("cgroup.controllers").exists()
+}
+
+/// A cgroup file's contents, trimmed; panics naming the file.
+pub fn read(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// The value of `key` in a flat-keyed cgroup file (`key value` lines, as in
+/// `pids.events` or `cpu.stat`); panics when there is none.
+pub fn keyed(path: &Path, key: &str) -> u64 {
+    read(path)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{} has no {key}", path.display()))
+}
+
 /// The mounted hierarchies: `/sys/fs/cgroup` itself on a pure v2 host, or each
 /// v1 controller dir plus `unified` on a v1/hybrid host.
 pub fn hierarchies() -> Vec<PathBuf> {
     let root = Path::new(CGROUP_ROOT);
-    if root.join("cgroup.controllers").exists() {
+    if is_v2() {
         return vec![root.to_path_buf()];
     }
     let mut out = Vec::new();

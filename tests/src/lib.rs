@@ -7,16 +7,16 @@
 pub mod bins;
 pub mod cgroup;
 pub mod cni;
-pub mod husk_ctr;
 pub mod husklet;
 pub mod mirror;
 pub mod netns;
 pub mod oci;
-pub mod oci_runtime;
 pub mod registry;
 pub mod rootfs;
 
+use std::path::Path;
 use std::sync::Once;
+use std::time::{Duration, Instant};
 
 /// A short random suffix for names of test objects (`husk-test-<suffix>`).
 pub fn unique_suffix() -> String {
@@ -36,12 +36,55 @@ pub fn become_subreaper() {
     });
 }
 
+/// Poll `f` every 50 ms until it holds; panic after `secs`, naming `what`.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A number a test process keeps writing to a file, 0 while unreadable.
+pub fn read_counter(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Skip (return early from) a test that needs root when not running as root.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if !nix::unistd::Uid::effective().is_root() {
             eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+/// Skip a test that needs root and a cgroup v1/hybrid host (the development
+/// machines); a pure v2 host says so and returns.
+#[macro_export]
+macro_rules! require_cgroup_v1 {
+    () => {
+        $crate::require_root!();
+        if $crate::cgroup::is_v2() {
+            eprintln!("skipped: needs a cgroup v1/hybrid host");
+            return;
+        }
+    };
+}
+
+/// Skip a test that needs root and a pure cgroup v2 host (the test VM,
+/// `scripts/vm-test`); a v1/hybrid host says so and returns.
+#[macro_export]
+macro_rules! require_cgroup_v2 {
+    () => {
+        $crate::require_root!();
+        if !$crate::cgroup::is_v2() {
+            eprintln!("skipped: needs a cgroup v2 host (run scripts/vm-test)");
             return;
         }
     };

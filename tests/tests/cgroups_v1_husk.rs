@@ -3,41 +3,13 @@
 //! through the v1 controllers. On a pure v2 host each test says it is skipped
 //! (tests/tests/cgroups_v2_husk.rs covers v2 in the VM).
 
-use std::fs;
-use std::path::Path;
-
-use husk_tests::husk_ctr::{Ctr, wait_for};
-use husk_tests::require_root;
+use husk_tests::oci::Ctr;
+use husk_tests::{require_cgroup_v1, wait_for};
 use serde_json::json;
-
-macro_rules! require_v1 {
-    () => {
-        require_root!();
-        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            eprintln!("skipped: needs a cgroup v1/hybrid host");
-            return;
-        }
-    };
-}
-
-fn read(path: &Path) -> String {
-    fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-        .trim()
-        .to_string()
-}
-
-fn keyed(path: &Path, key: &str) -> u64 {
-    read(path)
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{} has no {key}", path.display()))
-}
 
 #[test]
 fn memory_hog_is_oom_killed_with_exit_137() {
-    require_v1!();
+    require_cgroup_v1!();
     let c = Ctr::new(
         "oom1",
         "exec tail /dev/zero",
@@ -54,67 +26,53 @@ fn memory_hog_is_oom_killed_with_exit_137() {
 
 #[test]
 fn memory_limit_lands_in_v1_and_oom_is_counted() {
-    require_v1!();
+    require_cgroup_v1!();
     let c = Ctr::new(
         "oom1d",
         "sleep 1; exec tail /dev/zero",
         json!({"memory": {"limit": 33554432}}),
     );
     c.run_detached();
-    let mem = c.cgroup_v1("memory");
-    assert_eq!(read(&mem.join("memory.limit_in_bytes")), "33554432");
+    assert_eq!(c.file("memory.limit_in_bytes"), "33554432");
     wait_for("the container to be OOM-killed", 60, || {
         c.status() == "stopped"
     });
-    assert!(keyed(&mem.join("memory.oom_control"), "oom_kill") >= 1);
-    assert!(
-        read(&mem.join("memory.failcnt"))
-            .parse::<u64>()
-            .unwrap_or(0)
-            >= 1
-    );
+    assert!(c.keyed("memory.oom_control", "oom_kill") >= 1);
+    assert!(c.file("memory.failcnt").parse::<u64>().unwrap_or(0) >= 1);
 }
 
 #[test]
 fn fork_bomb_stops_at_pids_max() {
-    require_v1!();
+    require_cgroup_v1!();
     let c = Ctr::new(
         "pids1",
         "while :; do sleep 60 & done",
         json!({"pids": {"limit": 12}}),
     );
     c.run_detached();
-    let pids = c.cgroup_v1("pids");
-    assert_eq!(read(&pids.join("pids.max")), "12");
-    wait_for("fork failures", 60, || {
-        keyed(&pids.join("pids.events"), "max") >= 1
-    });
-    let current: u64 = read(&pids.join("pids.current"))
-        .parse()
-        .expect("pids.current");
+    assert_eq!(c.file("pids.max"), "12");
+    wait_for("fork failures", 60, || c.keyed("pids.events", "max") >= 1);
+    let current: u64 = c.file("pids.current").parse().expect("pids.current");
     assert!(current <= 12, "pids.current {current}");
 }
 
 #[test]
 fn busy_loop_under_cfs_quota_is_throttled() {
-    require_v1!();
+    require_cgroup_v1!();
     let c = Ctr::new(
         "cpu1",
         "while :; do :; done",
         json!({"cpu": {"quota": 10000, "period": 100000}}),
     );
     c.run_detached();
-    let cpu = c.cgroup_v1("cpu");
-    assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "10000");
-    assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000");
-    wait_for("throttling", 60, || {
-        keyed(&cpu.join("cpu.stat"), "nr_throttled") > 0
-    });
+    assert_eq!(c.file("cpu.cfs_quota_us"), "10000");
+    assert_eq!(c.file("cpu.cfs_period_us"), "100000");
+    wait_for("throttling", 60, || c.keyed("cpu.stat", "nr_throttled") > 0);
 }
 
 #[test]
 fn delete_leaves_no_cgroup_behind_in_any_hierarchy() {
-    require_v1!();
+    require_cgroup_v1!();
     let c = Ctr::new("del1", "sleep 600", json!({"pids": {"limit": 10}}));
     c.run_detached();
     let dirs: Vec<_> = ["memory", "pids", "cpu", "freezer", "unified"]

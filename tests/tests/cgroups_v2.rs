@@ -5,31 +5,17 @@
 
 mod support;
 
-use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use husk_runtime::cgroups::{self, CgroupError, CgroupManager};
-use husk_tests::cgroup::TestCgroup;
-use husk_tests::require_root;
+use husk_tests::cgroup::{self as test_cgroup, TestCgroup};
+use husk_tests::{read_counter, require_cgroup_v2, wait_for};
 use support::{placed, release, res};
 
-macro_rules! require_v2 {
-    () => {
-        require_root!();
-        if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            eprintln!("skipped: needs a cgroup v2 host (run scripts/vm-test)");
-            return;
-        }
-    };
-}
-
+/// A file of the manager's (single, v2) cgroup, trimmed.
 fn file(mgr: &dyn CgroupManager, name: &str) -> String {
-    fs::read_to_string(mgr.dirs()[0].join(name))
-        .unwrap_or_else(|e| panic!("read {name}: {e}"))
-        .trim()
-        .to_string()
+    test_cgroup::read(&mgr.dirs()[0].join(name))
 }
 
 const DENY_ALL_BUT_NULL: &str = r#"{"devices":[
@@ -38,7 +24,7 @@ const DENY_ALL_BUT_NULL: &str = r#"{"devices":[
 
 #[test]
 fn device_filter_denies_what_the_rules_deny() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().display();
@@ -62,7 +48,7 @@ fn device_filter_denies_what_the_rules_deny() {
 
 #[test]
 fn device_filter_updates_replace_the_program_instead_of_piling_up() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let (mgr, mut child) = placed(&tcg, "devupd", DENY_ALL_BUT_NULL, "sleep 60");
     let dir = mgr.dirs()[0].clone();
@@ -91,7 +77,7 @@ fn device_filter_updates_replace_the_program_instead_of_piling_up() {
 
 #[test]
 fn unified_keys_are_written_and_unknown_ones_refused() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let mgr = cgroups::open(Some(&tcg.path("uni")), "uni").expect("open");
     for bad in ["memory.nosuch", "cpu.max.nope", "nosuchcontroller.max"] {
@@ -125,7 +111,7 @@ fn unified_keys_are_written_and_unknown_ones_refused() {
 
 #[test]
 fn limits_land_in_the_v2_files() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let (mgr, mut child) = placed(
         &tcg,
@@ -152,7 +138,7 @@ fn limits_land_in_the_v2_files() {
 
 #[test]
 fn freeze_stops_a_counter_and_thaw_resumes_it() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let counter = dir.path().join("n");
@@ -162,35 +148,23 @@ fn freeze_stops_a_counter_and_thaw_resumes_it() {
     );
     let (mgr, mut child) = placed(&tcg, "frz", "{}", &script);
     release(&mut child);
-    let read = || -> u64 {
-        fs::read_to_string(&counter)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while read() < 10 {
-        assert!(Instant::now() < deadline, "the counter never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("the counter", 20, || read_counter(&counter) >= 10);
     mgr.freeze().expect("freeze");
     assert_eq!(file(mgr.as_ref(), "cgroup.freeze"), "1");
-    let a = read();
+    let a = read_counter(&counter);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(read(), a, "counter moved while frozen");
+    assert_eq!(read_counter(&counter), a, "counter moved while frozen");
     mgr.thaw().expect("thaw");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while read() <= a {
-        assert!(Instant::now() < deadline, "the counter never resumed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("the counter to move again", 20, || {
+        read_counter(&counter) > a
+    });
     mgr.destroy().expect("destroy");
     assert_eq!(child.wait().expect("wait").signal(), Some(libc::SIGKILL));
 }
 
 #[test]
 fn stats_agree_with_the_cgroup_files() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let (mgr, mut child) = placed(
         &tcg,
@@ -199,11 +173,9 @@ fn stats_agree_with_the_cgroup_files() {
         "sleep 60 & sleep 60 & wait",
     );
     release(&mut child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while mgr.pids().expect("pids").len() < 3 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("three processes", 20, || {
+        mgr.pids().expect("pids").len() >= 3
+    });
     let s = mgr.stats().expect("stats");
     let m = mgr.as_ref();
     assert_eq!(
@@ -240,7 +212,7 @@ fn stats_agree_with_the_cgroup_files() {
 
 #[test]
 fn limits_without_a_controller_are_errors_not_no_ops() {
-    require_v2!();
+    require_cgroup_v2!();
     let tcg = TestCgroup::new();
     let mgr = cgroups::open(Some(&tcg.path("nope")), "nope").expect("open");
     for (json, field) in [

@@ -5,27 +5,16 @@
 //! covers v1 through the library).
 
 use std::fs;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use husk_tests::husk_ctr::{Ctr, read_counter, wait_for};
-use husk_tests::require_root;
+use husk_tests::oci::Ctr;
+use husk_tests::{read_counter, require_cgroup_v2, wait_for};
 use serde_json::{Value, json};
-
-macro_rules! require_v2 {
-    () => {
-        require_root!();
-        if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            eprintln!("skipped: needs a cgroup v2 host (run scripts/vm-test)");
-            return;
-        }
-    };
-}
 
 #[test]
 fn memory_hog_is_oom_killed_with_exit_137() {
-    require_v2!();
+    require_cgroup_v2!();
     let c = Ctr::new(
         "oom",
         "exec tail /dev/zero",
@@ -40,7 +29,7 @@ fn memory_hog_is_oom_killed_with_exit_137() {
     );
     // The container's cgroup is gone after a foreground run; memory.events of
     // the parent counts its children's OOM kills.
-    let parent = Path::new("/sys/fs/cgroup").join(c.tcg.name());
+    let parent = c.cgroup().parent().expect("the test subtree").to_path_buf();
     let events = fs::read_to_string(parent.join("memory.events")).expect("memory.events");
     let kills: u64 = events
         .lines()
@@ -52,7 +41,7 @@ fn memory_hog_is_oom_killed_with_exit_137() {
 
 #[test]
 fn fork_bomb_stops_at_pids_max() {
-    require_v2!();
+    require_cgroup_v2!();
     let c = Ctr::new(
         "pids",
         "while :; do sleep 60 & done",
@@ -67,7 +56,7 @@ fn fork_bomb_stops_at_pids_max() {
 
 #[test]
 fn busy_loop_under_cpu_max_is_throttled() {
-    require_v2!();
+    require_cgroup_v2!();
     let c = Ctr::new(
         "cpu",
         "while :; do :; done",
@@ -80,7 +69,7 @@ fn busy_loop_under_cpu_max_is_throttled() {
 
 #[test]
 fn cpuset_pins_the_container_to_the_chosen_cpu() {
-    require_v2!();
+    require_cgroup_v2!();
     let c = Ctr::new(
         "cpuset",
         "grep Cpus_allowed_list /proc/self/status",
@@ -98,7 +87,7 @@ fn cpuset_pins_the_container_to_the_chosen_cpu() {
 
 #[test]
 fn denied_device_cannot_be_opened_while_dev_null_works() {
-    require_v2!();
+    require_cgroup_v2!();
     let c = Ctr::new(
         "dev",
         "echo hi > /dev/null && echo null-ok; \
@@ -116,7 +105,7 @@ fn denied_device_cannot_be_opened_while_dev_null_works() {
 
 #[test]
 fn pause_freezes_and_resume_thaws() {
-    require_v2!();
+    require_cgroup_v2!();
     let c = Ctr::new(
         "pause",
         "i=0; while :; do i=$((i+1)); echo $i > /shared/n; done",
@@ -138,7 +127,7 @@ fn pause_freezes_and_resume_thaws() {
 
 #[test]
 fn update_changes_limits_of_a_running_container() {
-    require_v2!();
+    require_cgroup_v2!();
     let c = Ctr::new(
         "update",
         "sleep 600",
@@ -177,7 +166,7 @@ fn update_changes_limits_of_a_running_container() {
 
 #[test]
 fn events_stats_agree_with_the_cgroup_files() {
-    require_v2!();
+    require_cgroup_v2!();
     let c = Ctr::new(
         "events",
         "sleep 600 & sleep 600 & wait",
@@ -200,7 +189,7 @@ fn events_stats_agree_with_the_cgroup_files() {
 
 #[test]
 fn delete_leaves_no_cgroup_behind() {
-    require_v2!();
+    require_cgroup_v2!();
     let c = Ctr::new("del", "sleep 600", json!({"pids": {"limit": 10}}));
     c.run_detached();
     assert!(c.cgroup().is_dir());

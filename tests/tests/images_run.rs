@@ -5,12 +5,10 @@
 //! land in its own upper dir, never in the shared snapshots.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use husk_tests::bins::{bin, test_image};
-use husk_tests::cgroup::TestCgroup;
+use husk_tests::bins::test_image;
 use husk_tests::husklet::{husklet, husklet_ok};
-use husk_tests::oci_runtime::Runtime;
+use husk_tests::oci::{Bundle, Runtime, host_mounts_under};
 use husk_tests::registry::TestRegistry;
 use husk_tests::require_root;
 
@@ -78,34 +76,17 @@ impl Drop for Rootfses {
     }
 }
 
-/// A bundle dir whose config.json is `husk spec`'s, edited to run [`SCRIPT`]
+/// A bundle whose config.json is `husk spec`'s, edited to run [`SCRIPT`]
 /// on the (absolute) `rootfs` in cgroup `cgroups_path`.
-fn bundle_for(rootfs: &Path, cgroups_path: &str) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("husk-test-bundle-")
-        .tempdir()
-        .expect("bundle dir");
-    let out = Command::new(bin("husk"))
-        .args(["spec", "--bundle"])
-        .arg(dir.path())
-        .output()
-        .expect("run husk spec");
-    assert!(
-        out.status.success(),
-        "husk spec: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = dir.path().join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).expect("read config.json"))
-            .expect("config.json is JSON");
-    config["process"]["terminal"] = false.into();
-    config["process"]["args"] = serde_json::json!(["sh", "-c", SCRIPT]);
-    config["root"] = serde_json::json!({"path": rootfs, "readonly": false});
-    config["linux"]["cgroupsPath"] = cgroups_path.into();
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))
-        .expect("write config.json");
-    dir
+fn bundle_for(rootfs: &Path, cgroups_path: &str) -> Bundle {
+    let mut bundle = Bundle::husk_spec();
+    bundle.edit(|config| {
+        config["process"]["terminal"] = false.into();
+        config["process"]["args"] = serde_json::json!(["sh", "-c", SCRIPT]);
+        config["root"] = serde_json::json!({"path": rootfs, "readonly": false});
+        config["linux"]["cgroupsPath"] = cgroups_path.into();
+    });
+    bundle
 }
 
 /// Files named `name` anywhere under `dir` (not following symlinks).
@@ -166,7 +147,6 @@ fn husk_runs_busybox_on_overlay_rootfs_pulled_by_tag_and_digest() {
     let img2 = husklet_json(&store, &["images", "pull", &by_digest]);
     assert_eq!(img2["id"], img["id"], "by-digest pull is the same image");
 
-    let cgroup = TestCgroup::new();
     let mut rootfses = Rootfses::new(&store);
     // Declared after the rootfses so that it drops first: containers are
     // deleted before their rootfs is unmounted.
@@ -176,7 +156,7 @@ fn husk_runs_busybox_on_overlay_rootfs_pulled_by_tag_and_digest() {
         let rootfs = rootfses.prepare(image, id);
         assert_eq!(rootfs, rootfses.container_dir(id).join("rootfs"));
         assert_eq!(
-            husk_tests::oci::host_mounts_under(&rootfs),
+            host_mounts_under(&rootfs),
             vec![rootfs.display().to_string()],
             "overlay mounted at {}",
             rootfs.display()
@@ -184,14 +164,8 @@ fn husk_runs_busybox_on_overlay_rootfs_pulled_by_tag_and_digest() {
         // Whiteouts already show from the host side.
         assert!(!rootfs.join("data/gone").exists());
 
-        let bundle = bundle_for(&rootfs, &cgroup.path(id));
-        let out = rt.exec(&[
-            "run",
-            "--keep",
-            "--bundle",
-            bundle.path().to_str().unwrap(),
-            id,
-        ]);
+        let bundle = bundle_for(&rootfs, &rt.cgroup().path(id));
+        let out = rt.out(&["run", "--keep", "--bundle", bundle.path_str(), id]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -218,11 +192,10 @@ fn husk_runs_busybox_on_overlay_rootfs_pulled_by_tag_and_digest() {
             "container write leaked into a shared snapshot"
         );
 
-        let state: serde_json::Value =
-            serde_json::from_slice(&rt.exec_ok(&["state", id]).stdout).expect("state is JSON");
+        let state = rt.state(id);
         assert_eq!(state["status"], "stopped", "{state}");
         assert_eq!(state["rootfs"], rootfs.to_str().unwrap(), "{state}");
-        rt.exec_ok(&["delete", id]);
+        rt.ok(&["delete", id]);
         assert!(
             !rt.container_ids().contains(&id.to_string()),
             "{id} still listed after delete"
@@ -242,7 +215,7 @@ fn husk_runs_busybox_on_overlay_rootfs_pulled_by_tag_and_digest() {
         let rootfs = rootfses.container_dir(id).join("rootfs");
         rootfses.remove(id);
         assert_eq!(
-            husk_tests::oci::host_mounts_under(&rootfs),
+            host_mounts_under(&rootfs),
             Vec::<String>::new(),
             "{id}: overlay still mounted"
         );
@@ -260,10 +233,10 @@ fn husk_runs_busybox_on_overlay_rootfs_pulled_by_tag_and_digest() {
     let kept = husklet_json(&store, &["images", "inspect", &by_digest]);
     assert_eq!(kept["id"], img["id"], "{kept}");
     assert!(
-        cgroup.dirs().iter().all(|d| std::fs::read_dir(d)
+        rt.cgroup().dirs().iter().all(|d| std::fs::read_dir(d)
             .map(|rd| rd.flatten().all(|e| !e.path().is_dir()))
             .unwrap_or(true)),
         "container cgroups left: {:?}",
-        cgroup.dirs()
+        rt.cgroup().dirs()
     );
 }

@@ -3,6 +3,7 @@
 
 use husk_tests::oci::{Bundle, Runtime, host_mounts_under, is_husk};
 use husk_tests::require_root;
+use serde_json::Value;
 
 /// Run create, expect failure, return stderr; check nothing was left.
 fn create_fails(rt: &Runtime, b: &Bundle, id: &str) -> String {
@@ -10,25 +11,25 @@ fn create_fails(rt: &Runtime, b: &Bundle, id: &str) -> String {
     assert!(!o.status.success(), "create {id} succeeded");
     assert!(!rt.state_dir(id).exists() || !rt.state_dir(id).join("state.json").exists());
     assert!(rt.status(id).is_none(), "{id} exists after a failed create");
-    let leftover: Vec<_> = rt
-        .cgroup
-        .dirs()
-        .iter()
-        .map(|d| d.join("c"))
-        .filter(|d| d.exists())
-        .collect();
+    let leftover = rt.cgroup().leaf_dirs("c");
     assert!(leftover.is_empty(), "cgroup left: {leftover:?}");
     assert!(host_mounts_under(b.path()).is_empty(), "mounts left");
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// [`create_fails`] for a bundle running `true` whose default config `edit`
+/// broke, in a runtime of its own.
+fn broken_config_fails(id: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let rt = Runtime::new();
+    let mut b = Bundle::new(&rt, "c", &["true"]);
+    b.edit(edit);
+    create_fails(&rt, &b, id)
+}
+
 #[test]
 fn unknown_namespace_names_the_field() {
     require_root!();
-    let rt = Runtime::new();
-    let mut b = Bundle::new(&rt, "c", &["true"]);
-    b.edit(|c| c["linux"]["namespaces"][2]["type"] = "foo".into());
-    let err = create_fails(&rt, &b, "b1");
+    let err = broken_config_fails("b1", |c| c["linux"]["namespaces"][2]["type"] = "foo".into());
     if is_husk() {
         assert!(
             err.contains(r#"config.json: linux.namespaces[2].type: unknown namespace "foo""#),
@@ -47,9 +48,7 @@ fn invalid_json_and_wrong_types() {
     if is_husk() {
         assert!(err.contains("config.json"), "{err}");
     }
-    let mut b = Bundle::new(&rt, "c", &["true"]);
-    b.edit(|c| c["process"]["user"]["uid"] = "root".into());
-    let err = create_fails(&rt, &b, "b3");
+    let err = broken_config_fails("b3", |c| c["process"]["user"]["uid"] = "root".into());
     if is_husk() {
         assert!(err.contains("process.user.uid"), "{err}");
     }
@@ -58,10 +57,7 @@ fn invalid_json_and_wrong_types() {
 #[test]
 fn missing_rootfs() {
     require_root!();
-    let rt = Runtime::new();
-    let mut b = Bundle::new(&rt, "c", &["true"]);
-    b.edit(|c| c["root"]["path"] = "nope".into());
-    let err = create_fails(&rt, &b, "b4");
+    let err = broken_config_fails("b4", |c| c["root"]["path"] = "nope".into());
     if is_husk() {
         assert!(err.contains("root.path") && err.contains("nope"), "{err}");
     }
@@ -79,10 +75,9 @@ fn missing_program_fails_create() {
 #[test]
 fn bad_namespace_path() {
     require_root!();
-    let rt = Runtime::new();
-    let mut b = Bundle::new(&rt, "c", &["true"]);
-    b.edit(|c| c["linux"]["namespaces"][1]["path"] = "/proc/nonexistent/ns/net".into());
-    let err = create_fails(&rt, &b, "b6");
+    let err = broken_config_fails("b6", |c| {
+        c["linux"]["namespaces"][1]["path"] = "/proc/nonexistent/ns/net".into()
+    });
     if is_husk() {
         assert!(err.contains("linux.namespaces[1].path"), "{err}");
     }
@@ -97,8 +92,8 @@ fn invalid_and_duplicate_ids() {
         let o = rt.out(&["create", "--bundle", b.path_str(), bad]);
         assert!(!o.status.success(), "id {bad:?} accepted");
     }
-    assert!(!rt.root.path().parent().unwrap().join("x").exists());
-    rt.detached(&["create", "--bundle", b.path_str(), "dup"]);
+    assert!(!rt.root().parent().unwrap().join("x").exists());
+    rt.ok(&["create", "--bundle", b.path_str(), "dup"]);
     let o = rt.out(&["create", "--bundle", b.path_str(), "dup"]);
     assert!(!o.status.success());
     assert!(
@@ -129,13 +124,7 @@ fn failing_hook_fails_create_and_cleans_up() {
     assert!(rt.status("h1").is_none());
     assert!(!rt.state_dir("h1").exists());
     // The init that was cloned before the hook ran is gone, and so is its cgroup.
-    let leftover: Vec<_> = rt
-        .cgroup
-        .dirs()
-        .iter()
-        .map(|d| d.join("c"))
-        .filter(|d| d.exists())
-        .collect();
+    let leftover = rt.cgroup().leaf_dirs("c");
     assert!(leftover.is_empty(), "cgroup left: {leftover:?}");
 }
 
@@ -153,7 +142,7 @@ fn unknown_container_and_signal() {
         assert!(!o.status.success(), "{args:?}");
     }
     let b = Bundle::new(&rt, "c", &["sleep", "300"]);
-    rt.detached(&["create", "--bundle", b.path_str(), "s1"]);
+    rt.ok(&["create", "--bundle", b.path_str(), "s1"]);
     let o = rt.out(&["kill", "s1", "NOTASIGNAL"]);
     assert!(!o.status.success());
     rt.ok(&["delete", "--force", "s1"]);

@@ -56,7 +56,7 @@ fn console_socket_receives_the_pty_master() {
     let sock = b.path().join("console.sock");
     let listener = UnixListener::bind(&sock).unwrap();
     let t = std::thread::spawn(move || recv_master(&listener));
-    rt.detached(&[
+    rt.ok(&[
         "create",
         "--bundle",
         b.path_str(),
@@ -66,7 +66,7 @@ fn console_socket_receives_the_pty_master() {
     ]);
     let (name, master) = t.join().unwrap();
     assert_eq!(name, "/dev/ptmx");
-    rt.detached(&["start", "t1"]);
+    rt.ok(&["start", "t1"]);
     let mut f = std::fs::File::from(master);
     let mut out = String::new();
     let mut buf = [0u8; 1024];
@@ -234,7 +234,7 @@ fn exec_with_a_terminal_and_no_console_socket_uses_the_callers_terminal() {
     require_root!();
     let rt = Runtime::new();
     let b = Bundle::new(&rt, "c", &["sleep", "300"]);
-    rt.detached(&["run", "-d", "--bundle", b.path_str(), "fg-exec"]);
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), "fg-exec"]);
     let t = OnPty::spawn(
         &rt,
         &[

@@ -5,7 +5,7 @@ use husk_tests::require_root;
 
 fn start(rt: &Runtime, id: &str) -> (Bundle, i32) {
     let b = Bundle::new(rt, "c", &["sleep", "300"]);
-    rt.detached(&["run", "-d", "--bundle", b.path_str(), id]);
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), id]);
     let pid = rt.state(id)["pid"].as_i64().unwrap() as i32;
     (b, pid)
 }
@@ -75,7 +75,7 @@ fn exec_detached_is_in_the_cgroup_and_process_json_is_used() {
     )
     .unwrap();
     let pidfile = b.path().join("exec.pid");
-    rt.detached(&[
+    rt.ok(&[
         "exec",
         "--detach",
         "--pid-file",

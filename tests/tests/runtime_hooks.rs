@@ -6,9 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use husk_tests::cgroup::TestCgroup;
-use husk_tests::oci::is_husk;
-use husk_tests::oci_runtime::{Bundle, Runtime};
+use husk_tests::oci::{Bundle, Runtime, is_husk};
 use husk_tests::require_root;
 use serde_json::{Value, json};
 
@@ -52,32 +50,20 @@ fn entries(log: &Path) -> Vec<Entry> {
         .collect()
 }
 
-fn wait_stopped(rt: &Runtime, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = rt.exec_ok(&["state", id]);
-        let state: Value = serde_json::from_slice(&out.stdout).expect("state is JSON");
-        if state["status"] == "stopped" {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "container {id} did not stop: {state}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// A host dir for what the hooks leave behind.
+fn markers_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("husk-test-markers-")
+        .tempdir()
+        .expect("markers dir")
 }
 
 #[test]
 fn hooks_run_in_order_with_the_container_state() {
     require_root!();
-    let cg = TestCgroup::new();
     let rt = Runtime::new();
-    let mut bundle = Bundle::busybox(&["sleep", "300"], &cg.path("c"));
-    let markers = tempfile::Builder::new()
-        .prefix("husk-test-markers-")
-        .tempdir()
-        .expect("markers dir");
+    let mut bundle = Bundle::new(&rt, "c", &["sleep", "300"]);
+    let markers = markers_dir();
     let log = markers.path().join("log");
     let host_hook: PathBuf = markers.path().join("hook.sh");
     write_script(&host_hook);
@@ -86,24 +72,24 @@ fn hooks_run_in_order_with_the_container_state() {
     write_script(&bundle.rootfs().join("hook.sh"));
     let in_ctr_log = Path::new("/markers/log");
 
-    bundle.config["mounts"]
-        .as_array_mut()
-        .expect("mounts array")
-        .push(json!({"destination": "/markers", "type": "bind",
-                     "source": markers.path(), "options": ["rbind", "rw"]}));
-    bundle.config["hooks"] = json!({
-        "createRuntime": [hook(&host_hook, "createRuntime", &log)],
-        "createContainer": [hook(&host_hook, "createContainer", &log)],
-        "startContainer": [hook(Path::new("/hook.sh"), "startContainer", in_ctr_log)],
-        "poststart": [hook(&host_hook, "poststart", &log),
-                      hook(&host_hook, "poststart2", &log)],
-        "poststop": [hook(&host_hook, "poststop", &log)]
+    bundle.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .expect("mounts array")
+            .push(json!({"destination": "/markers", "type": "bind",
+                         "source": markers.path(), "options": ["rbind", "rw"]}));
+        c["hooks"] = json!({
+            "createRuntime": [hook(&host_hook, "createRuntime", &log)],
+            "createContainer": [hook(&host_hook, "createContainer", &log)],
+            "startContainer": [hook(Path::new("/hook.sh"), "startContainer", in_ctr_log)],
+            "poststart": [hook(&host_hook, "poststart", &log),
+                          hook(&host_hook, "poststart2", &log)],
+            "poststop": [hook(&host_hook, "poststop", &log)]
+        });
     });
-    bundle.write();
 
     let id = format!("hooks-{}", husk_tests::unique_suffix());
-    let bundle_dir = bundle.path().to_str().expect("utf-8 path").to_string();
-    rt.exec_ok(&["create", "--bundle", &bundle_dir, &id]);
+    rt.ok(&["create", "--bundle", bundle.path_str(), &id]);
     // runc 1.1 deviates from the spec in a way husk must not copy: it runs
     // poststart hooks at the end of `create` (status "created"), not in `start`.
     let peer_quirks = !is_husk();
@@ -119,15 +105,15 @@ fn hooks_run_in_order_with_the_container_state() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 
-    let state: Value =
-        serde_json::from_slice(&rt.exec_ok(&["state", &id]).stdout).expect("state is JSON");
-    let pid = state["pid"].as_i64().expect("created container has a pid");
+    let pid = rt.state(&id)["pid"]
+        .as_i64()
+        .expect("created container has a pid");
     assert!(pid > 0);
 
-    rt.exec_ok(&["start", &id]);
-    rt.exec_ok(&["kill", &id, "KILL"]);
-    wait_stopped(&rt, &id);
-    rt.exec_ok(&["delete", &id]);
+    rt.ok(&["start", &id]);
+    rt.ok(&["kill", &id, "KILL"]);
+    rt.wait_status(&id, "stopped");
+    rt.ok(&["delete", &id]);
 
     let got = entries(&log);
     let kinds: Vec<&str> = got.iter().map(|e| e.kind.as_str()).collect();
@@ -196,25 +182,21 @@ fn hooks_run_in_order_with_the_container_state() {
 #[test]
 fn a_failing_create_runtime_hook_fails_create_and_leaves_nothing() {
     require_root!();
-    let cg = TestCgroup::new();
     let rt = Runtime::new();
-    let mut bundle = Bundle::busybox(&["sleep", "300"], &cg.path("c"));
-    let markers = tempfile::Builder::new()
-        .prefix("husk-test-markers-")
-        .tempdir()
-        .expect("markers dir");
+    let mut bundle = Bundle::new(&rt, "c", &["sleep", "300"]);
+    let markers = markers_dir();
     let later = markers.path().join("later-hook-ran");
-    bundle.config["hooks"] = json!({
-        "createRuntime": [
-            {"path": "/bin/sh", "args": ["sh", "-c", "echo hook-broke >&2; exit 7"]},
-            {"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", later.display())]}
-        ]
+    bundle.edit(|c| {
+        c["hooks"] = json!({
+            "createRuntime": [
+                {"path": "/bin/sh", "args": ["sh", "-c", "echo hook-broke >&2; exit 7"]},
+                {"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", later.display())]}
+            ]
+        });
     });
-    bundle.write();
 
     let id = format!("badhook-{}", husk_tests::unique_suffix());
-    let bundle_dir = bundle.path().to_str().expect("utf-8 path").to_string();
-    let out = rt.exec(&["create", "--bundle", &bundle_dir, &id]);
+    let out = rt.out(&["create", "--bundle", bundle.path_str(), &id]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "create must fail");
     assert!(
@@ -226,30 +208,24 @@ fn a_failing_create_runtime_hook_fails_create_and_leaves_nothing() {
     }
     assert!(!later.exists(), "hooks after the failing one must not run");
     assert!(rt.container_ids().is_empty(), "no container may be left");
-    assert!(!rt.exec(&["state", &id]).status.success());
-    for dir in cg.dirs() {
-        assert!(
-            !dir.join("c").exists(),
-            "cgroup {} left behind",
-            dir.display()
-        );
-    }
+    assert!(!rt.out(&["state", &id]).status.success());
+    let leftover = rt.cgroup().leaf_dirs("c");
+    assert!(leftover.is_empty(), "cgroup left: {leftover:?}");
 }
 
 #[test]
 fn a_hook_timeout_fails_create() {
     require_root!();
-    let cg = TestCgroup::new();
     let rt = Runtime::new();
-    let mut bundle = Bundle::busybox(&["sleep", "300"], &cg.path("c"));
-    bundle.config["hooks"] = json!({
-        "createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "60"], "timeout": 1}]
+    let mut bundle = Bundle::new(&rt, "c", &["sleep", "300"]);
+    bundle.edit(|c| {
+        c["hooks"] = json!({
+            "createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "60"], "timeout": 1}]
+        });
     });
-    bundle.write();
     let id = format!("slowhook-{}", husk_tests::unique_suffix());
-    let bundle_dir = bundle.path().to_str().expect("utf-8 path").to_string();
     let start = Instant::now();
-    let out = rt.exec(&["create", "--bundle", &bundle_dir, &id]);
+    let out = rt.out(&["create", "--bundle", bundle.path_str(), &id]);
     assert!(!out.status.success(), "create must fail");
     assert!(
         start.elapsed() < Duration::from_secs(30),

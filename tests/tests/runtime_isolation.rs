@@ -2,15 +2,14 @@
 //! hostname, only its own mounts, masked and read-only paths, capabilities,
 //! rlimits, user.
 
-use husk_tests::oci::{Bundle, Runtime};
+use husk_tests::oci::run_once;
 use husk_tests::require_root;
+use serde_json::Value;
 
-/// Run `script` in a fresh container and return (exit code, stdout).
-fn run_script(rt: &Runtime, b: &Bundle, id: &str) -> (i32, String, String) {
-    let o = rt
-        .cmd(&["run", "--bundle", b.path_str(), id])
-        .output()
-        .unwrap();
+/// Run `sh -c script` in a fresh container whose default config `edit`
+/// changed; returns (exit code, stdout, stderr).
+fn run_sh(script: &str, edit: impl FnOnce(&mut Value)) -> (i32, String, String) {
+    let (o, _bundle) = run_once(&["sh", "-c", script], edit);
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -21,17 +20,7 @@ fn run_script(rt: &Runtime, b: &Bundle, id: &str) -> (i32, String, String) {
 #[test]
 fn pid1_hostname_and_own_mounts() {
     require_root!();
-    let rt = Runtime::new();
-    let b = Bundle::new(
-        &rt,
-        "c",
-        &[
-            "sh",
-            "-c",
-            "echo pid=$$; hostname; cut -d' ' -f2 /proc/mounts",
-        ],
-    );
-    let (code, out, err) = run_script(&rt, &b, "i1");
+    let (code, out, err) = run_sh("echo pid=$$; hostname; cut -d' ' -f2 /proc/mounts", |_| {});
     assert_eq!(code, 0, "{err}");
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("pid=1"));
@@ -57,21 +46,14 @@ fn pid1_hostname_and_own_mounts() {
 #[test]
 fn masked_and_readonly_paths() {
     require_root!();
-    let rt = Runtime::new();
-    let b = Bundle::new(
-        &rt,
-        "c",
-        &[
-            "sh",
-            "-c",
-            "test -z \"$(cat /proc/kcore 2>/dev/null | head -c1)\" && echo kcore-empty; \
+    let (code, out, err) = run_sh(
+        "test -z \"$(cat /proc/kcore 2>/dev/null | head -c1)\" && echo kcore-empty; \
              ls /sys/firmware | wc -l; \
              echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo sys-writable || echo sys-readonly; \
              echo x > /proc/sysrq-trigger 2>/dev/null && echo sysrq-writable || echo sysrq-readonly; \
              touch /rootfs-writable && echo root-writable",
-        ],
+        |_| {},
     );
-    let (code, out, err) = run_script(&rt, &b, "m1");
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -90,18 +72,10 @@ fn masked_and_readonly_paths() {
 #[test]
 fn readonly_root() {
     require_root!();
-    let rt = Runtime::new();
-    let mut b = Bundle::new(
-        &rt,
-        "c",
-        &[
-            "sh",
-            "-c",
-            "touch /x 2>/dev/null && echo writable || echo readonly; touch /dev/shm/y && echo shm-ok",
-        ],
+    let (code, out, err) = run_sh(
+        "touch /x 2>/dev/null && echo writable || echo readonly; touch /dev/shm/y && echo shm-ok",
+        |c| c["root"]["readonly"] = true.into(),
     );
-    b.edit(|c| c["root"]["readonly"] = true.into());
-    let (code, out, err) = run_script(&rt, &b, "r1");
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "readonly\nshm-ok\n");
 }
@@ -109,28 +83,20 @@ fn readonly_root() {
 #[test]
 fn capabilities_rlimits_user() {
     require_root!();
-    let rt = Runtime::new();
-    let mut b = Bundle::new(
-        &rt,
-        "c",
-        &[
-            "sh",
-            "-c",
-            "grep -E '^Cap(Eff|Prm|Bnd|Inh)' /proc/self/status; ulimit -n; ulimit -Hn; id -u; id -g; id -G; \
+    let (code, out, err) = run_sh(
+        "grep -E '^Cap(Eff|Prm|Bnd|Inh)' /proc/self/status; ulimit -n; ulimit -Hn; id -u; id -g; id -G; \
              grep NoNewPrivs /proc/self/status",
-        ],
+        |c| {
+            let caps = serde_json::json!(["CAP_KILL", "CAP_CHOWN"]);
+            c["process"]["capabilities"] = serde_json::json!({
+                "bounding": caps, "effective": ["CAP_KILL"], "permitted": caps, "inheritable": []
+            });
+            c["process"]["rlimits"] =
+                serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]);
+            c["process"]["user"] =
+                serde_json::json!({"uid": 1000, "gid": 1001, "additionalGids": [1002]});
+        },
     );
-    b.edit(|c| {
-        let caps = serde_json::json!(["CAP_KILL", "CAP_CHOWN"]);
-        c["process"]["capabilities"] = serde_json::json!({
-            "bounding": caps, "effective": ["CAP_KILL"], "permitted": caps, "inheritable": []
-        });
-        c["process"]["rlimits"] =
-            serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]);
-        c["process"]["user"] =
-            serde_json::json!({"uid": 1000, "gid": 1001, "additionalGids": [1002]});
-    });
-    let (code, out, err) = run_script(&rt, &b, "k1");
     assert_eq!(code, 0, "{err}");
     // CAP_CHOWN = bit 0, CAP_KILL = bit 5.
     let field = |name: &str| {
@@ -154,20 +120,13 @@ fn capabilities_rlimits_user() {
 #[test]
 fn root_capabilities_as_configured() {
     require_root!();
-    let rt = Runtime::new();
-    let mut b = Bundle::new(
-        &rt,
-        "c",
-        &["sh", "-c", "grep -E '^Cap(Eff|Bnd)' /proc/self/status"],
-    );
-    b.edit(|c| {
+    let (code, out, err) = run_sh("grep -E '^Cap(Eff|Bnd)' /proc/self/status", |c| {
         c["process"]["capabilities"] = serde_json::json!({
             "bounding": ["CAP_KILL", "CAP_NET_RAW"],
             "effective": ["CAP_KILL", "CAP_NET_RAW"],
             "permitted": ["CAP_KILL", "CAP_NET_RAW"]
         });
     });
-    let (code, out, err) = run_script(&rt, &b, "k2");
     assert_eq!(code, 0, "{err}");
     let want = (1u64 << 5) | (1 << 13);
     for l in out.lines() {

@@ -13,7 +13,7 @@ fn create_blocks_until_start_then_runs() {
     let rt = Runtime::new();
     let b = Bundle::new(&rt, "c", &["sh", "-c", "touch /started; exec sleep 300"]);
     let pidfile = b.path().join("pid");
-    rt.detached(&[
+    rt.ok(&[
         "create",
         "--bundle",
         b.path_str(),
@@ -42,7 +42,7 @@ fn create_blocks_until_start_then_runs() {
     assert!(!b.rootfs().join("started").exists(), "ran before start");
     assert_eq!(rt.state("c1")["status"], "created");
 
-    rt.detached(&["start", "c1"]);
+    rt.ok(&["start", "c1"]);
     rt.wait_status("c1", "running");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !b.rootfs().join("started").exists() {
@@ -77,7 +77,7 @@ fn delete_refuses_running_and_force_leaves_nothing() {
     require_root!();
     let rt = Runtime::new();
     let b = Bundle::new(&rt, "c", &["sleep", "300"]);
-    rt.detached(&["run", "--detach", "--bundle", b.path_str(), "d1"]);
+    rt.ok(&["run", "--detach", "--bundle", b.path_str(), "d1"]);
     let pid = rt.state("d1")["pid"].as_i64().unwrap() as i32;
     let o = rt.out(&["delete", "d1"]);
     assert!(!o.status.success());
@@ -87,18 +87,12 @@ fn delete_refuses_running_and_force_leaves_nothing() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(alive(pid), "a refused delete must not kill");
-    assert!(!rt.cgroup.dirs().is_empty(), "container has a cgroup");
+    assert!(!rt.cgroup().dirs().is_empty(), "container has a cgroup");
 
     rt.ok(&["delete", "--force", "d1"]);
     assert!(wait_gone(pid), "init still alive");
     assert!(!rt.state_dir("d1").exists(), "state dir left");
-    let leaf: Vec<_> = rt
-        .cgroup
-        .dirs()
-        .iter()
-        .map(|d| d.join("c"))
-        .filter(|d| d.exists())
-        .collect();
+    let leaf = rt.cgroup().leaf_dirs("c");
     assert!(leaf.is_empty(), "cgroup left: {leaf:?}");
     assert!(
         host_mounts_under(b.path()).is_empty(),
@@ -198,7 +192,7 @@ fn list_and_ps() {
     require_root!();
     let rt = Runtime::new();
     let b = Bundle::new(&rt, "c", &["sh", "-c", "sleep 300 & exec sleep 301"]);
-    rt.detached(&["run", "-d", "--bundle", b.path_str(), "l1"]);
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), "l1"]);
     let table = rt.ok(&["list"]);
     let mut lines = table.lines();
     let header: Vec<_> = lines.next().unwrap().split_whitespace().collect();

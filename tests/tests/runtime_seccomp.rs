@@ -1,29 +1,18 @@
 //! Seccomp profiles enforced inside a busybox container run by the runtime
 //! under test (husk, or `HUSK_TEST_RUNTIME=/usr/sbin/runc`).
 
-use husk_tests::cgroup::TestCgroup;
-use husk_tests::oci::is_husk;
-use husk_tests::oci_runtime::{Bundle, Runtime};
+use husk_tests::oci::{Bundle, Runtime, is_husk, run_once};
 use husk_tests::require_root;
 use serde_json::{Value, json};
-
-fn unique_id(prefix: &str) -> String {
-    format!("{prefix}-{}", husk_tests::unique_suffix())
-}
 
 /// Run `script` in a busybox container with `seccomp` (if any) as
 /// `linux.seccomp`; returns the exit code, stdout + stderr, and the bundle.
 fn run_with(seccomp: Option<Value>, script: &str) -> (i32, String, Bundle) {
-    let cg = TestCgroup::new();
-    let rt = Runtime::new();
-    let mut bundle = Bundle::busybox(&["sh", "-c", script], &cg.path("c"));
-    if let Some(s) = seccomp {
-        bundle.config["linux"]["seccomp"] = s;
-    }
-    bundle.write();
-    let id = unique_id("seccomp");
-    let bundle_dir = bundle.path().to_str().expect("utf-8 path").to_string();
-    let out = rt.exec(&["run", "--bundle", &bundle_dir, &id]);
+    let (out, bundle) = run_once(&["sh", "-c", script], |c| {
+        if let Some(s) = seccomp {
+            c["linux"]["seccomp"] = s;
+        }
+    });
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -268,28 +257,20 @@ fn kill_process_ends_the_container_with_sigsys() {
 
 /// A rejected profile fails `create` and leaves nothing behind.
 fn assert_rejected(seccomp: Value, field: &str) {
-    let cg = TestCgroup::new();
     let rt = Runtime::new();
-    let mut bundle = Bundle::busybox(&["true"], &cg.path("c"));
-    bundle.config["linux"]["seccomp"] = seccomp;
-    bundle.write();
-    let id = unique_id("badseccomp");
-    let bundle_dir = bundle.path().to_str().expect("utf-8 path").to_string();
-    let out = rt.exec(&["create", "--bundle", &bundle_dir, &id]);
+    let mut bundle = Bundle::new(&rt, "c", &["true"]);
+    bundle.edit(|c| c["linux"]["seccomp"] = seccomp);
+    let id = format!("badseccomp-{}", husk_tests::unique_suffix());
+    let out = rt.out(&["create", "--bundle", bundle.path_str(), &id]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a bad profile must fail create");
     if is_husk() {
         assert!(stderr.contains(field), "error must name {field}: {stderr}");
     }
     assert!(rt.container_ids().is_empty(), "no container may be left");
-    assert!(!rt.exec(&["state", &id]).status.success());
-    for dir in cg.dirs() {
-        assert!(
-            !dir.join("c").exists(),
-            "cgroup {} left behind",
-            dir.display()
-        );
-    }
+    assert!(!rt.out(&["state", &id]).status.success());
+    let leftover = rt.cgroup().leaf_dirs("c");
+    assert!(leftover.is_empty(), "cgroup left: {leftover:?}");
 }
 
 #[test]

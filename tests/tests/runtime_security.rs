@@ -65,7 +65,7 @@ fn preserve_fds_passes_exactly_the_extra_fds() {
 fn proc_self_exe_does_not_reach_the_runtime() {
     require_root!();
     let rt = Runtime::new();
-    let runtime = rt.bin.clone();
+    let runtime = rt.bin().to_path_buf();
     let before = std::fs::read(&runtime).unwrap();
     // The entrypoint is a script whose interpreter is /proc/self/exe: at the
     // moment of its execve that is whatever the runtime exec'd from. It must
@@ -103,7 +103,7 @@ fn runtime_image_processes_are_not_dumpable_and_exe_is_sealed() {
     // The created container's init is still the runtime's image (waiting on
     // the exec fifo): nothing may open its exe or memory.
     let b = Bundle::new(&rt, "c", &["sleep", "300"]);
-    rt.detached(&["create", "--bundle", b.path_str(), "d1"]);
+    rt.ok(&["create", "--bundle", b.path_str(), "d1"]);
     let pid = rt.state("d1")["pid"].as_i64().unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.lines().any(|l| l == "Uid:\t0\t0\t0\t0"), "{status}");
