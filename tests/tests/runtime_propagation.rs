@@ -14,9 +14,9 @@ use serde_json::json;
 fn run_under_shared_root(rt: &Runtime, b: &Bundle, id: &str) -> (i32, String, String) {
     let o = Command::new("unshare")
         .args(["--mount", "--propagation", "shared", "--"])
-        .arg(&rt.bin)
+        .arg(rt.bin())
         .arg("--root")
-        .arg(rt.root.path())
+        .arg(rt.root())
         .args(["run", "--bundle", b.path_str(), id])
         .stdin(Stdio::null())
         .output()
