@@ -13,7 +13,7 @@ mod init;
 pub mod seams;
 pub mod signals;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -541,19 +541,38 @@ pub fn destroy_with_spec(
 }
 
 /// Wait until a process is gone (or a zombie), reaping it if it is our child.
+///
+/// A pidfd turns readable the moment the process exits, so there is no
+/// polling interval to overshoot (50 concurrent `delete --force` each wait
+/// here); without pidfds (Linux < 5.3) /proc is polled every 2 ms.
 fn wait_gone(pid: i32, start: u64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    while crate::sys::process_alive(pid, start) && Instant::now() < deadline {
+    let reap = || {
         let _ = nix::sys::wait::waitpid(
             Pid::from_raw(pid),
             Some(nix::sys::wait::WaitPidFlag::WNOHANG),
         );
+    };
+    // Opened, then checked: if the start time still matches after the open,
+    // the pidfd is the container's process and not a reused pid.
+    if let Some(fd) = crate::sys::pidfd_open(pid)
+        && crate::sys::process_alive(pid, start)
+    {
+        let ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .min(u128::from(u16::MAX)) as u16;
+        let mut fds = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+    }
+    while crate::sys::process_alive(pid, start) && Instant::now() < deadline {
+        reap();
         std::thread::sleep(Duration::from_millis(2));
     }
-    let _ = nix::sys::wait::waitpid(
-        Pid::from_raw(pid),
-        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-    );
+    reap();
 }
 
 /// Pids of a container's processes (cgroup, else the init alone).
