@@ -1,8 +1,6 @@
 //! `husk run`: create and start; in the foreground, forward signals, wait,
 //! delete, and exit with the container's status (128+N when killed by signal N).
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 
 use super::args::{Flag, Matches, UsageError, switch, value};
@@ -40,50 +38,31 @@ pub const FLAGS: &[Flag] = &[
 
 #[derive(Debug)]
 pub struct Args {
-    /// The bundle directory (holding config.json).
-    pub bundle: PathBuf,
+    /// What `create` takes: bundle, pid file, console socket, ... and the id.
+    pub create: super::create::Args,
     /// Return once the container is started.
     pub detach: bool,
-    /// Write the init's pid to this file.
-    pub pid_file: Option<PathBuf>,
-    /// A unix socket that receives the pty master (SCM_RIGHTS).
-    pub console_socket: Option<PathBuf>,
-    /// Use chroot instead of pivot_root.
-    pub no_pivot: bool,
     /// Keep the container's state after it exits (foreground only).
     pub keep: bool,
-    /// Pass this many extra fds (3, 4, ...) to the container.
-    pub preserve_fds: u32,
-    /// The container id.
-    pub id: String,
 }
 
 impl Args {
     /// The arguments found by the parser (the command table has checked their count).
     pub fn parse(m: &Matches) -> Result<Self, UsageError> {
         Ok(Self {
-            bundle: m.path("bundle").unwrap_or_else(|| ".".into()),
+            create: super::create::Args::parse(m)?,
             detach: m.on("detach"),
-            pid_file: m.path("pid-file"),
-            console_socket: m.path("console-socket"),
-            no_pivot: m.on("no-pivot"),
             keep: m.on("keep"),
-            preserve_fds: m.num("preserve-fds")?.unwrap_or(0),
-            id: m.arg(0),
         })
     }
 }
 
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
-    let ctx = || format!("container {}", a.id);
+    let id = &a.create.id;
+    let ctx = || format!("container {id}");
     let opts = container::CreateOptions {
-        id: a.id.clone(),
-        bundle: a.bundle.clone(),
-        pid_file: a.pid_file.clone(),
-        console_socket: a.console_socket.clone(),
-        no_pivot: a.no_pivot,
-        preserve_fds: a.preserve_fds,
         foreground_tty: !a.detach,
+        ..a.create.options()
     };
     // Block the forwarded signals before the init can exit, so its SIGCHLD is
     // not lost; the init resets its own mask.
@@ -116,7 +95,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     };
     if !a.keep {
         // A concurrent `delete --force` may have removed it already.
-        if let Ok(locked) = store.open(&a.id) {
+        if let Ok(locked) = store.open(id) {
             container::destroy_with_spec(locked, state, true, Some(&spec)).with_context(ctx)?;
         }
     }

@@ -172,7 +172,7 @@ fn ps_kill_and_the_id_only_commands() {
     let Command::Run(a) = cli("run -d --keep -b /b c1").command else {
         panic!("not run")
     };
-    assert!(a.detach && a.keep && a.bundle == Path::new("/b"));
+    assert!(a.detach && a.keep && a.create.bundle == Path::new("/b"));
 }
 
 #[test]
