@@ -25,6 +25,21 @@ pub fn unique_suffix() -> String {
     format!("{}-{n:08x}", std::process::id())
 }
 
+/// Enter a private mount namespace (the calling thread and the processes it
+/// starts), so that no mount a test makes, even on a crash, reaches the host's
+/// table.
+pub fn private_mount_ns() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare mount ns");
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("make / private");
+}
+
 /// Make this test process the subreaper of everything it starts, so that
 /// detached container processes are reaped by the test, not by pid 1.
 pub fn become_subreaper() {

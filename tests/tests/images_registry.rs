@@ -14,19 +14,6 @@ use husk_tests::husklet::{
 use husk_tests::registry::{TestRegistry, layout_manifest};
 use husk_tests::require_root;
 
-/// Enter a private mount namespace (this test process only).
-fn private_mount_ns() {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare mount ns");
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .expect("make / private");
-}
-
 fn check_layers_rootfs(root: &Path, image: &str, id: &str) {
     let rootfs = PathBuf::from(ok(root, &["rootfs", "prepare", image, id]).trim());
     assert!(
@@ -111,7 +98,7 @@ fn pull_by_tag_and_by_digest_shows_whiteouts_in_rootfs() {
     );
     assert_eq!(inspect["config"]["StopSignal"], "SIGTERM");
 
-    private_mount_ns();
+    husk_tests::private_mount_ns();
     check_layers_rootfs(&root, &reg.reference("test/layers:v1"), "c-tag");
     check_layers_rootfs(&root2, &repo_digest, "c-digest");
 }

@@ -107,25 +107,11 @@ fn find_named(dir: &Path, name: &str) -> Vec<PathBuf> {
     found
 }
 
-/// Enter a private mount namespace (this test thread and its children), so
-/// that even a crash cannot leave the overlay mounts in the host's table.
-fn private_mount_ns() {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare mount ns");
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .expect("make / private");
-}
-
 #[test]
 fn husk_runs_busybox_on_overlay_rootfs_pulled_by_tag_and_digest() {
     require_root!();
     husk_tests::become_subreaper();
-    private_mount_ns();
+    husk_tests::private_mount_ns();
 
     let reg = TestRegistry::start();
     reg.push_oci(&test_image("busybox-layers"), "latest", "test/layers:v1");

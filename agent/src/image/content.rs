@@ -148,15 +148,7 @@ impl ContentStore {
 
     /// Every stored blob's digest.
     pub fn list(&self) -> Result<Vec<Digest>, ContentError> {
-        let rd = fs::read_dir(&self.dir).map_err(io(&self.dir))?;
-        Ok(rd
-            .flatten()
-            .filter_map(|e| {
-                format!("sha256:{}", e.file_name().to_string_lossy())
-                    .parse()
-                    .ok()
-            })
-            .collect())
+        super::digest::sha256_entries(&self.dir).map_err(io(&self.dir))
     }
 }
 

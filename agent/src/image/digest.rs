@@ -136,6 +136,19 @@ impl<R: std::io::Read> std::io::Read for HashingReader<R> {
     }
 }
 
+/// The digests of the entries of `dir` named by their sha256 hex (the
+/// content store's blobs, the snapshots' directories); other names are skipped.
+pub fn sha256_entries(dir: &std::path::Path) -> std::io::Result<Vec<Digest>> {
+    Ok(std::fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| {
+            format!("sha256:{}", e.file_name().to_string_lossy())
+                .parse()
+                .ok()
+        })
+        .collect())
+}
+
 /// The chain id of a layer stack (OCI image spec): `chain(L0) = diff(L0)`,
 /// `chain(Ln) = sha256(chain(Ln-1) + " " + diff(Ln))`.
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {

@@ -128,15 +128,7 @@ impl SnapshotStore {
     }
 
     pub fn list(&self) -> Result<Vec<Digest>, SnapshotError> {
-        let rd = fs::read_dir(&self.dir).map_err(io(&self.dir))?;
-        Ok(rd
-            .flatten()
-            .filter_map(|e| {
-                format!("sha256:{}", e.file_name().to_string_lossy())
-                    .parse()
-                    .ok()
-            })
-            .collect())
+        super::digest::sha256_entries(&self.dir).map_err(io(&self.dir))
     }
 
     /// Move a finished snapshot into place (or drop it if another process won the race).
