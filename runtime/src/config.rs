@@ -9,9 +9,10 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 /// Errors in a bundle or its config.json.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("bundle {path}: {source}")]
+    #[error("bundle {}", path.display())]
     Bundle {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error("config.json: {0}")]

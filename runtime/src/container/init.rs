@@ -27,15 +27,16 @@ pub(crate) fn fail(ch: &Channel, msg: impl std::fmt::Display) -> ! {
 }
 
 /// Reset what the runtime changed in its own process and a cloned child
-/// inherits: the signal mask and Rust's SIGPIPE=ignore; die with the runtime.
-pub(crate) fn child_preamble() {
+/// inherits: the signal mask and Rust's SIGPIPE=ignore; die with the runtime
+/// (pid `runtime_pid`), also if it died before this ran.
+pub(crate) fn child_preamble(runtime_pid: i32) {
+    crate::sys::die_with_parent(runtime_pid);
     // SAFETY: plain signal-state and prctl calls with integer arguments.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         // Not dumpable: no process of the container can open /proc/<pid>/exe,
         // mem or fds of this runtime-image process.
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -45,7 +46,7 @@ pub(crate) fn child_preamble() {
 /// First stage: join and create namespaces, then clone the init (needed
 /// when namespaces are joined by path or a user namespace is mapped).
 pub(crate) fn stage1(ctx: &InitContext<'_>, ch: Channel) -> ! {
-    child_preamble();
+    child_preamble(ctx.runtime_pid);
     let plan = ctx.plan;
     if let Err(e) = plan.enter_joined(true) {
         fail(&ch, e);
@@ -100,7 +101,7 @@ pub(crate) fn stage1(ctx: &InitContext<'_>, ch: Channel) -> ! {
 /// The container's init: waits for the runtime's go, builds the rootfs, sets
 /// up the process, reports ready, waits on the exec fifo, execs.
 pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
-    child_preamble();
+    child_preamble(ctx.runtime_pid);
     let mut hook_state = match ch.recv::<ToChild>() {
         Ok(ToChild::Go { state: Some(state) }) => state,
         Ok(other) => fail(&ch, format!("unexpected message {other:?}")),
@@ -146,6 +147,11 @@ pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
             fail(&ch, e);
         }
     }
+    if let Some(sock) = raw(ctx.console) {
+        // SAFETY: our copy of the caller's console socket, no longer needed;
+        // its OwnedFd is never dropped in this process (it execs or exits).
+        unsafe { libc::close(sock) };
+    }
     if let Err(e) = crate::rootfs::finalize(spec) {
         fail(&ch, e);
     }
@@ -163,7 +169,7 @@ pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
     drop(ch);
     // Block until `start` opens the fifo for reading, run the startContainer
     // hooks, then tell `start` (the byte) and exec, which closes the fifo.
-    let fifo = match ctx.state_dir.map(open_exec_fifo).transpose() {
+    let fifo = match ctx.fifo.map(open_exec_fifo).transpose() {
         Ok(f) => f,
         Err(e) => die(format_args!("wait for start: {e}")),
     };
@@ -207,12 +213,12 @@ pub(crate) fn die(msg: impl std::fmt::Display) -> ! {
     unsafe { libc::_exit(127) }
 }
 
-/// Open the exec fifo for writing: blocks until `start` opens it for reading.
-fn open_exec_fifo(dir: &std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, nix::Error> {
+/// Reopen the exec fifo (held as O_PATH) for writing, through the
+/// container's /proc as runc does: blocks until `start` opens it for reading.
+fn open_exec_fifo(fifo: &std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, nix::Error> {
     use nix::fcntl::OFlag;
-    nix::fcntl::openat(
-        dir.as_fd(),
-        crate::state::FIFO_FILE,
+    nix::fcntl::open(
+        format!("/proc/self/fd/{}", fifo.as_raw_fd()).as_str(),
         OFlag::O_WRONLY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
@@ -292,18 +298,19 @@ pub(crate) fn setup_process(
 pub(crate) fn exec_process(
     launch: &Launch,
     trampoline: &std::os::fd::OwnedFd,
-    preserve_fds: u32,
+    preserve_fds: &[std::os::fd::RawFd],
 ) -> ! {
     if let Some(s) = &launch.late_seccomp {
         if let Err(e) = seams::apply_seccomp(s) {
             die(e);
         }
     }
-    let first = 3 + preserve_fds as i32;
-    if let Err(e) = crate::sys::cloexec_from(first) {
+    if let Err(e) = crate::sys::cloexec_from(3) {
         die(format_args!("close fds: {e}"));
     }
-    for fd in 3..first {
+    // Only the fds the caller really passed (never one of the runtime's
+    // that filled a gap among 3..3+N).
+    for &fd in preserve_fds {
         if fd != trampoline.as_raw_fd() {
             let _ = crate::sys::set_cloexec(fd, false);
         }

@@ -1,8 +1,11 @@
 //! The seams to the modules other parts of husk provide: cgroups, hooks and
-//! seccomp. Every call into them goes through here, so errors get the same
-//! shape (a message naming what failed) in the lifecycle code.
+//! seccomp. Every call into them goes through here: typed errors for the
+//! runtime, text for the cloned processes that report over the channel.
 
 use oci_spec::runtime::{Hook, LinuxResources, LinuxSeccomp, Spec};
+
+use super::ContainerError;
+pub use crate::cgroups::CgroupError;
 
 pub use crate::hooks::HookKind as HookPoint;
 
@@ -21,16 +24,26 @@ pub fn hooks_of(spec: &Spec, point: HookPoint) -> &[Hook] {
     list.as_deref().unwrap_or(&[])
 }
 
-/// Run hooks of one kind with the container's state on their stdin.
+/// Run hooks of one kind with the container's state on their stdin, from a
+/// process that reports to the runtime over the channel (text).
 pub fn run_hooks(point: HookPoint, hooks: &[Hook], state_json: &[u8]) -> Result<(), String> {
+    run_runtime_hooks(point, hooks, state_json).map_err(|e| super::error_chain(&e))
+}
+
+/// Run hooks of one kind in the runtime itself (typed error).
+pub fn run_runtime_hooks(
+    point: HookPoint,
+    hooks: &[Hook],
+    state_json: &[u8],
+) -> Result<(), crate::hooks::HookError> {
     if hooks.is_empty() {
         return Ok(());
     }
-    crate::hooks::run(point, hooks, state_json).map_err(|e| format!("{point} hook: {e}"))
+    crate::hooks::run(point, hooks, state_json)
 }
 
 /// Check hooks, seccomp and resources before anything is created.
-pub fn validate(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<(), String> {
+pub fn validate(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<(), ContainerError> {
     for point in [
         HookPoint::Prestart,
         HookPoint::CreateRuntime,
@@ -41,16 +54,15 @@ pub fn validate(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<(), String> {
     ] {
         let hooks = hooks_of(spec, point);
         if !hooks.is_empty() {
-            crate::hooks::validate(point, hooks).map_err(|e| format!("config.json: hooks: {e}"))?;
+            crate::hooks::validate(point, hooks).map_err(ContainerError::InvalidHooks)?;
         }
     }
     let linux = spec.linux().as_ref();
     if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
-        crate::seccomp::validate(s).map_err(|e| format!("config.json: linux.seccomp: {e}"))?;
+        crate::seccomp::validate(s).map_err(ContainerError::InvalidSeccomp)?;
     }
     if let (Some(cg), Some(r)) = (cgroup, linux.and_then(|l| l.resources().as_ref())) {
-        cg.validate(r)
-            .map_err(|e| format!("config.json: linux.resources: {e}"))?;
+        cg.validate(r).map_err(ContainerError::InvalidResources)?;
     }
     Ok(())
 }
@@ -65,40 +77,37 @@ pub type Cgroup = Box<dyn crate::cgroups::CgroupManager>;
 
 /// Resolve a container's cgroup (creates nothing). Every container gets one,
 /// as with runc: without a cgroupsPath, runc's default path for the id.
-pub fn open_cgroup(path: Option<&str>, id: &str) -> Result<Option<Cgroup>, String> {
-    crate::cgroups::open(path, id)
-        .map(Some)
-        .map_err(|e| format!("linux.cgroupsPath: {e}"))
+pub fn open_cgroup(path: Option<&str>, id: &str) -> Result<Option<Cgroup>, CgroupError> {
+    crate::cgroups::open(path, id).map(Some)
 }
 
-/// Adapters returning string errors.
+/// The lifecycle's names for the cgroup operations.
 pub trait CgroupExt {
-    fn apply_pid(&self, pid: i32) -> Result<(), String>;
-    fn set_resources(&self, r: &LinuxResources) -> Result<(), String>;
-    fn list_pids(&self) -> Result<Vec<i32>, String>;
-    fn freeze_all(&self) -> Result<(), String>;
-    fn thaw_all(&self) -> Result<(), String>;
-    fn remove(&self) -> Result<(), String>;
+    fn apply_pid(&self, pid: i32) -> Result<(), CgroupError>;
+    fn set_resources(&self, r: &LinuxResources) -> Result<(), CgroupError>;
+    fn list_pids(&self) -> Result<Vec<i32>, CgroupError>;
+    fn freeze_all(&self) -> Result<(), CgroupError>;
+    fn thaw_all(&self) -> Result<(), CgroupError>;
+    fn remove(&self) -> Result<(), CgroupError>;
 }
 
 impl CgroupExt for Cgroup {
-    fn apply_pid(&self, pid: i32) -> Result<(), String> {
-        self.apply(pid).map_err(|e| e.to_string())
+    fn apply_pid(&self, pid: i32) -> Result<(), CgroupError> {
+        self.apply(pid)
     }
-    fn set_resources(&self, r: &LinuxResources) -> Result<(), String> {
+    fn set_resources(&self, r: &LinuxResources) -> Result<(), CgroupError> {
         self.set(&crate::cgroups::devices::with_default_devices(r))
-            .map_err(|e| e.to_string())
     }
-    fn list_pids(&self) -> Result<Vec<i32>, String> {
-        self.pids().map_err(|e| e.to_string())
+    fn list_pids(&self) -> Result<Vec<i32>, CgroupError> {
+        self.pids()
     }
-    fn freeze_all(&self) -> Result<(), String> {
-        self.freeze().map_err(|e| e.to_string())
+    fn freeze_all(&self) -> Result<(), CgroupError> {
+        self.freeze()
     }
-    fn thaw_all(&self) -> Result<(), String> {
-        self.thaw().map_err(|e| e.to_string())
+    fn thaw_all(&self) -> Result<(), CgroupError> {
+        self.thaw()
     }
-    fn remove(&self) -> Result<(), String> {
-        self.destroy().map_err(|e| e.to_string())
+    fn remove(&self) -> Result<(), CgroupError> {
+        self.destroy()
     }
 }
