@@ -112,6 +112,12 @@ pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
     if let Err(e) = plan.enter_cgroup() {
         fail(&ch, e);
     }
+    for j in &plan.join {
+        // Joined: the namespace fds are not the init's to keep.
+        // SAFETY: closes our copy; its OwnedFd is never dropped in this
+        // process, which execs or exits.
+        unsafe { libc::close(j.fd.as_raw_fd()) };
+    }
     if plan.new_cgroup {
         if let Err(e) = namespaces::unshare(CloneFlags::CLONE_NEWCGROUP) {
             fail(&ch, e);

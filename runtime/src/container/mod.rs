@@ -546,22 +546,25 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), ContainerError
     destroy(locked, state, false)
 }
 
-/// `delete --force` of a container whose state.json is missing or corrupt:
-/// what can still be read of it (the init, the cgroup path) is removed with it.
+/// `delete --force` of a container whose state.json is missing or corrupt.
+/// Missing: the create died before it wrote it, so nothing else exists yet.
+/// Corrupt: what can still be read of it (the init, the cgroup path) goes too.
 fn remove_unreadable(locked: Locked, why: StateError) -> Result<(), ContainerError> {
     crate::logging::debug(&format!("delete {}: {}", locked.id, error_chain(&why)));
     let raw = std::fs::read(locked.dir.join(crate::state::STATE_FILE)).unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
-    let pid = v["pid"].as_i64().unwrap_or(0) as i32;
-    let start = v["huskInitStart"].as_u64().unwrap_or(0);
-    if pid > 0 && crate::sys::process_alive(pid, start) {
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-        wait_gone(pid, start, Duration::from_secs(10));
-    }
-    let path = v["huskCgroupsPath"].as_str();
-    if let Some(cg) = seams::open_cgroup(path, &locked.id)? {
-        let _ = cg.thaw_all();
-        cg.remove()?;
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw)
+        && v.is_object()
+    {
+        let pid = v["pid"].as_i64().unwrap_or(0) as i32;
+        let start = v["huskInitStart"].as_u64().unwrap_or(0);
+        if pid > 0 && crate::sys::process_alive(pid, start) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            wait_gone(pid, start, Duration::from_secs(10));
+        }
+        if let Some(cg) = seams::open_cgroup(v["huskCgroupsPath"].as_str(), &locked.id)? {
+            let _ = cg.thaw_all();
+            cg.remove()?;
+        }
     }
     locked.remove()?;
     Ok(())
