@@ -235,7 +235,9 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
     let mut pid = 0;
     let result: Result<(), ContainerError> = (|| loop {
         match parent.recv::<ToParent>() {
-            Ok(ToParent::Pid { pid: p }) => {
+            // Once only: a second one would come from whoever got hold of
+            // the channel, not from the first stage.
+            Ok(ToParent::Pid { pid: p }) if pid == 0 => {
                 pid = p;
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
                 if let Some(cg) = &cgroup {
@@ -243,7 +245,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
                 }
                 parent.send(&ToChild::Go { state: None })?;
             }
-            Ok(ToParent::Ready) => return Ok(()),
+            Ok(ToParent::Ready) if pid != 0 => return Ok(()),
             Ok(ToParent::Error { message }) => return Err(ContainerError::Init(message)),
             Ok(other) => {
                 return Err(ContainerError::Init(format!(

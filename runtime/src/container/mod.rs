@@ -317,17 +317,22 @@ fn spawn(
     );
     // A directly cloned init is known without a message.
     let mut direct_pid = direct.then_some(stage1);
+    let mut maps_written = false;
     loop {
         let msg = match direct_pid.take() {
             Some(pid) => Ok(ToParent::Pid { pid }),
             None => parent.recv::<ToParent>(),
         };
         match msg {
-            Ok(ToParent::WriteMaps { pid }) => {
+            // Each request is honoured once, in order, and only the first
+            // stage's own pid gets maps: a process of the container that got
+            // hold of the channel cannot have a host pid mapped or placed.
+            Ok(ToParent::WriteMaps { pid }) if pid == stage1 && !maps_written => {
+                maps_written = true;
                 namespaces::write_id_maps(pid, &maps.0, &maps.1)?;
                 parent.send(&ToChild::MapsWritten)?;
             }
-            Ok(ToParent::Pid { pid }) => {
+            Ok(ToParent::Pid { pid }) if state.pid == 0 => {
                 if pid != stage1 {
                     guard.pids.insert(0, pid);
                     // The first stage exits once it has cloned the init.
@@ -356,8 +361,13 @@ fn spawn(
                     state: Some(Box::new(state.clone())),
                 })?;
             }
-            Ok(ToParent::Ready) => break,
+            Ok(ToParent::Ready) if state.pid != 0 => break,
             Ok(ToParent::Error { message }) => return Err(ContainerError::Init(message)),
+            Ok(other) => {
+                return Err(ContainerError::Init(format!(
+                    "unexpected message {other:?}"
+                )));
+            }
             Err(ChannelError::Closed) => {
                 return Err(ContainerError::Init(
                     "the container's init exited before it was ready".into(),
