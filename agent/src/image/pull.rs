@@ -19,6 +19,7 @@ use super::meta::{ImageRecord, LayerRecord};
 use super::progress::{Progress, ProgressView};
 use super::reference::Reference;
 use super::registry::{Attempt, Credentials, EndpointId, Session};
+use super::space::ImageBudget;
 use super::store::{ImageError, ImageStore};
 
 /// How to pull.
@@ -146,14 +147,18 @@ impl ImageStore {
             .total
             .store(layers.iter().map(|l| l.size).sum(), Ordering::Relaxed);
         let view = ProgressView::start(r.to_string(), progress.clone(), opts.progress);
+        let budget = Arc::new(self.budget(r.to_string()));
         let results: Vec<Result<(), ImageError>> =
             futures::stream::iter(layers.iter().cloned().zip(comps))
                 .map(|(layer, comp)| {
                     let store = self.clone();
                     let session = session.clone();
                     let progress = progress.clone();
+                    let budget = budget.clone();
                     async move {
-                        let res = store.fetch_layer(&session, &layer, comp, &progress).await;
+                        let res = store
+                            .fetch_layer(&session, &layer, comp, &progress, budget)
+                            .await;
                         progress.layers_done.fetch_add(1, Ordering::Relaxed);
                         res
                     }
@@ -192,9 +197,13 @@ impl ImageStore {
         layer: &LayerRecord,
         comp: Compression,
         progress: &Progress,
+        budget: Arc<ImageBudget>,
     ) -> Result<(), ImageError> {
         let have_blob = self.content.has(&layer.digest);
         let have_snap = self.snapshots.has(&layer.diff_id);
+        if have_snap {
+            self.charge_existing(layer, &budget)?;
+        }
         if have_blob && have_snap {
             progress.done.fetch_add(layer.size, Ordering::Relaxed);
             return Ok(());
@@ -206,7 +215,7 @@ impl ImageStore {
         if have_blob {
             let store = self.clone();
             let l = layer.clone();
-            tokio::task::spawn_blocking(move || store.unpack_stored_layer(&l))
+            tokio::task::spawn_blocking(move || store.unpack_stored_layer(&l, &budget))
                 .await
                 .map_err(join_err)??;
             progress.done.fetch_add(layer.size, Ordering::Relaxed);
@@ -215,7 +224,15 @@ impl ImageStore {
         let what = format!("blob {}", layer.digest);
         session
             .with_fallback(false, &what, |ep| {
-                self.download_layer(session, ep, layer, comp, !have_snap, progress)
+                self.download_layer(
+                    session,
+                    ep,
+                    layer,
+                    comp,
+                    !have_snap,
+                    progress,
+                    budget.clone(),
+                )
             })
             .await
     }
@@ -231,6 +248,7 @@ impl ImageStore {
         comp: Compression,
         unpack: bool,
         progress: &Progress,
+        budget: Arc<ImageBudget>,
     ) -> Result<(), Attempt<ImageError>> {
         let resp = session.blob_from(ep, &layer.digest).await?;
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(64);
@@ -247,6 +265,7 @@ impl ImageStore {
                 comp,
                 Some(blob),
                 unpack,
+                &budget,
             )
         });
         let mut body = resp.bytes_stream();
