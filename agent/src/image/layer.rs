@@ -93,7 +93,7 @@ impl ImageStore {
                     image: budget.image().to_string(),
                     layer: layer.digest,
                     entry: None,
-                    source,
+                    source: Box::new(source),
                 },
                 None => lerr(format!("read: {e}")),
             })?;
@@ -107,7 +107,7 @@ impl ImageStore {
                 image: budget.image().to_string(),
                 layer: layer.digest,
                 entry: Some(path),
-                source,
+                source: Box::new(source),
             },
             source => ImageError::Unpack {
                 layer: layer.digest,
@@ -184,7 +184,7 @@ impl ImageStore {
             image: budget.image().to_string(),
             layer: layer.digest,
             entry: None,
-            source,
+            source: Box::new(source),
         })
     }
 }

@@ -46,6 +46,13 @@ impl Default for PullOptions {
     }
 }
 
+/// What the layer fetches of one pull share.
+struct Shared {
+    progress: Arc<Progress>,
+    /// The image's unpacked-size budget.
+    budget: Arc<ImageBudget>,
+}
+
 /// Feeds chunks from the async download to the blocking unpacker.
 struct ChannelReader {
     rx: mpsc::Receiver<std::io::Result<Bytes>>,
@@ -147,19 +154,19 @@ impl ImageStore {
             .total
             .store(layers.iter().map(|l| l.size).sum(), Ordering::Relaxed);
         let view = ProgressView::start(r.to_string(), progress.clone(), opts.progress);
-        let budget = Arc::new(self.budget(r.to_string()));
+        let shared = Arc::new(Shared {
+            progress: progress.clone(),
+            budget: Arc::new(self.budget(r.to_string())),
+        });
         let results: Vec<Result<(), ImageError>> =
             futures::stream::iter(layers.iter().cloned().zip(comps))
                 .map(|(layer, comp)| {
                     let store = self.clone();
                     let session = session.clone();
-                    let progress = progress.clone();
-                    let budget = budget.clone();
+                    let shared = shared.clone();
                     async move {
-                        let res = store
-                            .fetch_layer(&session, &layer, comp, &progress, budget)
-                            .await;
-                        progress.layers_done.fetch_add(1, Ordering::Relaxed);
+                        let res = store.fetch_layer(&session, &layer, comp, &shared).await;
+                        shared.progress.layers_done.fetch_add(1, Ordering::Relaxed);
                         res
                     }
                 })
@@ -196,13 +203,13 @@ impl ImageStore {
         session: &Session,
         layer: &LayerRecord,
         comp: Compression,
-        progress: &Progress,
-        budget: Arc<ImageBudget>,
+        shared: &Shared,
     ) -> Result<(), ImageError> {
+        let progress = &shared.progress;
         let have_blob = self.content.has(&layer.digest);
         let have_snap = self.snapshots.has(&layer.diff_id);
         if have_snap {
-            self.charge_existing(layer, &budget)?;
+            self.charge_existing(layer, &shared.budget)?;
         }
         if have_blob && have_snap {
             progress.done.fetch_add(layer.size, Ordering::Relaxed);
@@ -215,6 +222,7 @@ impl ImageStore {
         if have_blob {
             let store = self.clone();
             let l = layer.clone();
+            let budget = shared.budget.clone();
             tokio::task::spawn_blocking(move || store.unpack_stored_layer(&l, &budget))
                 .await
                 .map_err(join_err)??;
@@ -224,15 +232,7 @@ impl ImageStore {
         let what = format!("blob {}", layer.digest);
         session
             .with_fallback(false, &what, |ep| {
-                self.download_layer(
-                    session,
-                    ep,
-                    layer,
-                    comp,
-                    !have_snap,
-                    progress,
-                    budget.clone(),
-                )
+                self.download_layer(session, ep, layer, comp, !have_snap, shared)
             })
             .await
     }
@@ -247,9 +247,10 @@ impl ImageStore {
         layer: &LayerRecord,
         comp: Compression,
         unpack: bool,
-        progress: &Progress,
-        budget: Arc<ImageBudget>,
+        shared: &Shared,
     ) -> Result<(), Attempt<ImageError>> {
+        let progress = &shared.progress;
+        let budget = shared.budget.clone();
         let resp = session.blob_from(ep, &layer.digest).await?;
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(64);
         let store = self.clone();

@@ -54,7 +54,7 @@ pub enum ImageError {
         layer: Digest,
         entry: Option<String>,
         #[source]
-        source: LimitError,
+        source: Box<LimitError>,
     },
     #[error(transparent)]
     Space(LimitError),
