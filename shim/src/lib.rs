@@ -48,7 +48,10 @@
 //! Newline-delimited JSON over a unix stream socket: one
 //! [`proto::CtlRequest`] per line, one [`proto::CtlResponse`] line back, any
 //! number per connection, any number of connections (husklet reconnects by
-//! path after a restart).
+//! path after a restart). When the process is reaped the shim writes
+//! `exit.json`, then removes both sockets and exits, which closes every
+//! connection: a client holding one open learns of the exit by EOF and
+//! reads the record.
 //!
 //! # Attach socket
 //!
@@ -56,8 +59,11 @@
 //! 4-byte big-endian length, then the payload. The shim sends the
 //! container's output as `Stdout`/`Stderr` frames from the moment the client
 //! connects (earlier output is in the log only); the client sends `Stdin`,
-//! `CloseStdin` and `Resize` frames. The shim closes every attach connection
-//! when the container exits.
+//! `CloseStdin` and `Resize` frames. Without `--stdin` (and with no tty)
+//! the container's stdin is /dev/null and `Stdin` frames are dropped; with a
+//! tty, stdin is the pty and `CloseStdin` does nothing (send `^D` as data).
+//! The shim closes every attach connection when the container exits, after
+//! sending the last of its output.
 //!
 //! A slow reader never holds the container or the log back: output is sent
 //! without blocking, and a client whose socket buffer cannot take a whole

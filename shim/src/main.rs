@@ -142,6 +142,17 @@ fn nonblocking(f: &File) -> Result<(), ShimError> {
     Ok(())
 }
 
+fn read_pid(path: &Path) -> Result<i32, ShimError> {
+    std::fs::read_to_string(path)
+        .map_err(io_err(format!("read {}", path.display())))?
+        .trim()
+        .parse::<i32>()
+        .map_err(|e| ShimError::Io {
+            what: format!("parse {}", path.display()),
+            source: io::Error::other(e),
+        })
+}
+
 /// Everything before the loop: the dir, sockets, log, subreaper, signalfd,
 /// stdio, and the runtime's `create` (or `exec`).
 fn setup(args: Args, made: &mut Made) -> Result<Shim, ShimError> {
@@ -218,19 +229,19 @@ fn setup(args: Args, made: &mut Made) -> Result<Shim, ShimError> {
         outputs.push((err_r, Out::Stderr));
         (in_w, None)
     };
+    let pid_path = args.dir.join(layout::PID);
+    let pid = match read_pid(&pid_path) {
+        Ok(p) => p,
+        Err(e) => {
+            // Without its pid the container cannot be watched: undo it, so
+            // the launcher's "nothing was created" holds.
+            runtime::delete_force(&args);
+            return Err(e);
+        }
+    };
     // From here the container exists: husklet owns its removal (`husk delete`).
     made.files.clear();
     made.dir = None;
-
-    let pid_path = args.dir.join(layout::PID);
-    let pid = std::fs::read_to_string(&pid_path)
-        .map_err(io_err(format!("read {}", pid_path.display())))?
-        .trim()
-        .parse::<i32>()
-        .map_err(|e| ShimError::Io {
-            what: format!("parse {}", pid_path.display()),
-            source: io::Error::other(e),
-        })?;
     let oom = exit::OomCounter::new(spec.cgroups_path.as_deref(), pid);
     let parts = Parts {
         pid,

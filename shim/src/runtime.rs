@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -25,6 +26,25 @@ pub struct ChildStdio {
 /// `<runtime> --root R --log <dir>/runtime.log --log-format json`.
 fn base(args: &Args) -> Command {
     let mut c = Command::new(&args.runtime);
+    // The runtime (and so the container) starts with every signal at its
+    // default: nothing the launcher ignored, including glibc's internal
+    // signals 32 and 33, which glibc's posix_spawn leaves ignored in the
+    // children of any glibc program (husklet's shim included) and which
+    // glibc's sigaction() refuses to touch: hence the raw rt_sigaction.
+    // std resets the signal mask itself (SIGCHLD is blocked here).
+    // SAFETY: the closure runs between fork and exec and makes only
+    // rt_sigaction system calls with a zeroed (SIG_DFL, no flags, empty
+    // mask) kernel sigaction that lives across each call.
+    unsafe {
+        c.pre_exec(|| {
+            let dfl = [0u64; 4];
+            for sig in 1..=64 {
+                // SIGKILL and SIGSTOP refuse: that is fine.
+                libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), 0usize, 8usize);
+            }
+            Ok(())
+        });
+    }
     c.arg("--root")
         .arg(&args.root)
         .arg("--log")
@@ -85,6 +105,21 @@ pub fn create(
         )));
     }
     Ok(master)
+}
+
+/// `husk delete --force ID` (exec sessions: nothing), best effort: undoing
+/// a create the shim cannot follow up on.
+pub fn delete_force(args: &Args) {
+    if args.exec.is_some() {
+        return;
+    }
+    let _ = base(args)
+        .args(["delete", "--force"])
+        .arg(&args.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// `husk start ID`.

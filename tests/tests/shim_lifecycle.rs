@@ -149,3 +149,24 @@ fn a_bad_bundle_is_a_clear_error_and_leaves_nothing() {
         "{r:?}"
     );
 }
+
+#[test]
+fn the_container_starts_with_default_signal_dispositions() {
+    require_root!();
+    // Launched from this (Rust, glibc) test process as husklet launches it:
+    // glibc's posix_spawn leaves its internal signals 32 and 33 ignored in
+    // the child, and the shim itself ignores SIGPIPE and blocks SIGCHLD;
+    // none of that may reach the container.
+    let c = Fixture::new(&["cat", "/proc/self/status"], |_| {});
+    c.run(false);
+    assert_eq!(c.wait_exit().exit_code, 0);
+    let lines = stream(&c.log(), "stdout");
+    let field = |name: &str| {
+        lines
+            .iter()
+            .find_map(|(_, l)| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("no {name} in {lines:?}"))
+    };
+    assert_eq!(field("SigIgn:"), "0000000000000000");
+    assert_eq!(field("SigBlk:"), "0000000000000000");
+}
