@@ -1,5 +1,6 @@
 //! husk-shim's exit record: exit code, a kill by signal, an OOM kill (the
-//! cgroup's oom_kill counter), and an exec session's exit code.
+//! cgroup's oom_kill counter), and an exec session's exit code (with and
+//! without a tty).
 
 mod shim_support;
 
@@ -108,4 +109,61 @@ fn an_exec_session_reports_its_exit_code() {
     );
     // The container itself runs on.
     assert_eq!(c.rt.status(&c.id).as_deref(), Some("running"));
+}
+
+#[test]
+fn an_exec_session_with_a_tty() {
+    require_root!();
+    let c = Fixture::new(&["sleep", "1000"], |_| {});
+    c.run(false);
+    let process = c.path("process-tty.json");
+    let p = json!({
+        "terminal": true,
+        "user": {"uid": 0, "gid": 0},
+        "args": ["sh", "-c", "read go; stty size; exit 4"],
+        "env": ["PATH=/usr/bin:/bin"],
+        "cwd": "/"
+    });
+    std::fs::write(&process, p.to_string()).expect("write process.json");
+    let dir = c.path("exec-tty");
+    let log = c.path("exec-tty.log");
+    let cfg = LaunchConfig {
+        dir: dir.clone(),
+        log_path: log.clone(),
+        exec: Some(process),
+        ..c.config(false)
+    };
+    let pid = launch(&cfg).expect("launch the exec shim");
+    assert!(
+        Ctl::connect(&dir)
+            .expect("connect")
+            .status()
+            .expect("status")
+            .terminal
+    );
+    let mut a = husk_shim::Attach::connect(&dir).expect("attach");
+    a.resize(12, 34).expect("resize");
+    a.write_stdin(b"go\n").expect("stdin");
+    let rec = wait_exit(&dir);
+    assert_eq!((rec.pid, rec.exit_code), (pid, 4), "{rec:?}");
+    let lines = shim_support::parse_log(&log);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.stream == "stdout" && l.text == "12 34\r"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_second_start_is_a_clear_error() {
+    require_root!();
+    let c = Fixture::new(&["sleep", "1000"], |_| {});
+    c.launch(false);
+    let mut ctl = c.ctl();
+    ctl.start().expect("first start");
+    let err = ctl.start().unwrap_err().to_string();
+    assert!(err.contains("already started"), "{err}");
+    // The connection stays usable after an error.
+    assert_eq!(ctl.status().expect("status").state, "running");
 }
