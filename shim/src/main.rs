@@ -43,7 +43,7 @@ fn main() {
     let mut made = Made::default();
     match setup(args, &mut made) {
         Ok(shim) => {
-            report(&SyncResult::Created { pid: shim.pid });
+            report(&SyncResult::Created { pid: shim.pid() });
             std::process::exit(shim.run());
         }
         Err(e) => {

@@ -68,19 +68,19 @@ struct Source {
 
 /// Everything the running shim holds.
 pub struct Shim {
-    pub args: Args,
-    pub pid: i32,
-    pub terminal: bool,
-    pub started: bool,
-    pub log: CriLog,
-    pub sfd: SignalFd,
-    pub ctl: UnixListener,
-    pub attach: UnixListener,
+    args: Args,
+    pid: i32,
+    terminal: bool,
+    started: bool,
+    log: CriLog,
+    sfd: SignalFd,
+    ctl: UnixListener,
+    attach: UnixListener,
     /// The container's stdin: the pipe's write end or (a dup of) the pty master.
-    pub stdin: Option<File>,
+    stdin: Option<File>,
     /// The pty master, for resizes.
-    pub master: Option<File>,
-    pub oom: Option<OomCounter>,
+    master: Option<File>,
+    oom: Option<OomCounter>,
     sources: Vec<Source>,
     ctl_clients: Vec<Client>,
     attach_clients: Vec<Client>,
@@ -146,6 +146,11 @@ impl Shim {
         }
     }
 
+    /// The container's (or exec process's) pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     /// Serve until the process is reaped, then record the exit. Returns the
     /// shim's exit code.
     pub fn run(mut self) -> i32 {
@@ -153,8 +158,8 @@ impl Shim {
         // but reap once anyway: the process may already be a zombie of ours.
         self.reap();
         while self.exit.is_none() {
-            for (ev, flags) in self.poll() {
-                self.handle(ev, flags);
+            for ev in self.poll() {
+                self.handle(ev);
             }
             self.pump_attach();
             self.sweep();
@@ -162,7 +167,7 @@ impl Shim {
         self.finish()
     }
 
-    fn poll(&self) -> Vec<(Ev, PollFlags)> {
+    fn poll(&self) -> Vec<Ev> {
         let mut tags = Vec::with_capacity(8);
         let mut fds = Vec::with_capacity(8);
         let inp = PollFlags::POLLIN;
@@ -209,11 +214,12 @@ impl Shim {
         }
         tags.into_iter()
             .zip(fds.iter())
-            .filter_map(|(t, p)| p.revents().filter(|r| !r.is_empty()).map(|r| (t, r)))
+            .filter(|(_, p)| p.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(t, _)| t)
             .collect()
     }
 
-    fn handle(&mut self, ev: Ev, _flags: PollFlags) {
+    fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Signal => {
                 while let Ok(Some(_)) = self.sfd.read_signal() {}

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -246,7 +246,7 @@ pub fn read_spec(args: &Args) -> Result<Spec, ShimError> {
     })
 }
 
-fn read_json(path: &PathBuf) -> Result<serde_json::Value, ShimError> {
+fn read_json(path: &Path) -> Result<serde_json::Value, ShimError> {
     let text = std::fs::read(path).map_err(io_err(format!("read {}", path.display())))?;
     serde_json::from_slice(&text).map_err(|e| ShimError::Io {
         what: format!("parse {}", path.display()),
