@@ -130,3 +130,34 @@ fn a_client_that_never_reads_is_dropped_and_the_log_is_complete() {
         got.len()
     );
 }
+
+#[test]
+fn stdin_the_container_does_not_read_yet_holds_back_only_the_writer() {
+    require_root!();
+    // The container reads nothing for a second, then counts its stdin.
+    let c = Fixture::new(&["sh", "-c", "echo waiting; sleep 1; wc -c"], |_| {});
+    c.run(true);
+    let mut a = c.attach();
+    let writer = std::thread::spawn(move || {
+        // 1 MB: far more than the pipe and the socket buffers hold.
+        a.write_stdin(&vec![b'x'; 1_000_000]).expect("write stdin");
+        a.close_stdin().expect("close stdin");
+        a
+    });
+    // Meanwhile the shim serves control requests and logs output.
+    husk_tests::wait_for("the first line", 5, || !c.log().is_empty());
+    let t = Instant::now();
+    assert_eq!(c.ctl().status().expect("status").state, "running");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "the shim was blocked on stdin"
+    );
+    let rec = c.wait_exit();
+    assert_eq!(rec.exit_code, 0, "{rec:?}");
+    let _ = writer.join().expect("writer thread");
+    let want = vec![
+        ("F".to_string(), "waiting".to_string()),
+        ("F".into(), "1000000".into()),
+    ];
+    assert_eq!(stream(&c.log(), "stdout"), want);
+}
