@@ -885,9 +885,7 @@ mod tests {
 
     #[test]
     fn whiteouts_modes_links() {
-        if !Uid::effective().is_root() {
-            return;
-        }
+        husk_tests::require_root!();
         let (t, r) = unpack(|b| {
             entry(b, tar::EntryType::Directory, "d/", None, b"", 0o750);
             entry(b, tar::EntryType::Regular, "d/f", None, b"hi", 0o4755);
