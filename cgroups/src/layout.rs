@@ -185,7 +185,7 @@ fn own_cgroup(
 }
 
 fn read(path: &str) -> Result<String, CgroupError> {
-    crate::sys::read_proc(path).map_err(|e| CgroupError::io(path, "read", e))
+    crate::fs::read_proc(path).map_err(|e| CgroupError::io(path, "read", e))
 }
 
 #[cfg(test)]

@@ -1,4 +1,9 @@
-//! Cgroup management: one `CgroupManager` per hierarchy layout (v2 unified, v1/hybrid).
+//! husk-cgroups: the cgroup manager shared by the `husk` runtime (container
+//! cgroups) and husklet (the pod hierarchy), one `CgroupManager` per
+//! hierarchy layout (v2 unified, v1/hybrid).
+//!
+//! Kept light, since it is linked into the small static `husk`: libc,
+//! oci-spec, serde, thiserror and tracing, all of which it links anyway.
 //!
 //! [`open`] detects the host's layout once, resolves `linux.cgroupsPath` the way
 //! runc's cgroupfs driver does, and returns the manager for that layout. It
