@@ -10,7 +10,18 @@ use super::CgroupError;
 /// Write `value` to `dir/file` (one write(2), as the kernel expects).
 pub fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
     let path = dir.join(file);
-    fs::write(&path, value).map_err(|e| CgroupError::io(path, "write", e))
+    write_existing(&path, value).map_err(|e| CgroupError::io(path, "write", e))
+}
+
+/// Write into a file that must already exist: cgroup files always do, and a
+/// missing one means `dir` is not a cgroup (creating a plain file there would
+/// only leave litter behind).
+pub fn write_existing(path: &Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(value.as_bytes())
 }
 
 /// The whole of a /proc file, read with large reads.

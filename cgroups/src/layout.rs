@@ -5,7 +5,7 @@
 //! controller set, and a hybrid host adds a cgroup2 mount (usually
 //! `/sys/fs/cgroup/unified`) that holds no controllers of its own.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -65,23 +65,29 @@ impl Layout {
 
     /// The layout described by the given `/proc/self/mountinfo`, `/proc/self/cgroup`
     /// and `/proc/cgroups` contents.
+    ///
+    /// Only the cgroup mounts visible at their mount points count: a
+    /// hierarchy that another mount covers (a tmpfs mounted over
+    /// /sys/fs/cgroup in a private mount namespace, say) is not used, since
+    /// directories made "in" it would land on whatever covers it.
     pub fn parse(mountinfo: &str, own: &str, subsystems: &str) -> Result<Layout, CgroupError> {
         let known: HashSet<&str> = subsystems
             .lines()
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_whitespace().next())
             .collect();
-        let mut seen_devices = HashSet::new();
-        let mut hierarchies = Vec::new();
-        for line in mountinfo.lines() {
-            let Some(m) = MountLine::parse(line) else {
-                continue;
-            };
+        let mounts: Vec<MountLine> = mountinfo.lines().filter_map(MountLine::parse).collect();
+        let tree = MountTree::new(&mounts);
+        let mut hidden = 0;
+        // One entry per hierarchy: the same hierarchy bind-mounted twice is
+        // still one (the mount under /sys/fs/cgroup is preferred).
+        let mut chosen: Vec<(&str, Hierarchy)> = Vec::new();
+        for (i, m) in mounts.iter().enumerate() {
             if m.fstype != "cgroup" && m.fstype != "cgroup2" {
                 continue;
             }
-            // The same hierarchy bind-mounted twice is still one hierarchy.
-            if !seen_devices.insert(m.device.to_string()) {
+            if !tree.visible(i) {
+                hidden += 1;
                 continue;
             }
             let unified = m.fstype == "cgroup2";
@@ -98,14 +104,24 @@ impl Layout {
             if !unified && controllers.is_empty() {
                 continue;
             }
-            let own_cgroup = own_cgroup(own, &controllers, unified, m.root)?;
-            hierarchies.push(Hierarchy {
+            let h = Hierarchy {
+                own_cgroup: own_cgroup(own, &controllers, unified, m.root)?,
                 controllers,
-                mountpoint: PathBuf::from(m.mountpoint),
-                own_cgroup,
+                mountpoint: PathBuf::from(&m.mountpoint),
                 unified,
-            });
+            };
+            match chosen.iter_mut().find(|(dev, _)| *dev == m.device) {
+                Some((_, old)) => {
+                    if !old.mountpoint.starts_with(UNIFIED_ROOT)
+                        && h.mountpoint.starts_with(UNIFIED_ROOT)
+                    {
+                        *old = h;
+                    }
+                }
+                None => chosen.push((m.device, h)),
+            }
         }
+        let hierarchies: Vec<Hierarchy> = chosen.into_iter().map(|(_, h)| h).collect();
         let root = Path::new(UNIFIED_ROOT);
         if let Some(h) = hierarchies
             .iter()
@@ -114,9 +130,16 @@ impl Layout {
             return Ok(Layout::Unified(h.clone()));
         }
         if !hierarchies.iter().any(|h| !h.unified) {
-            return Err(CgroupError::Layout(
-                "no cgroup v1 controllers are mounted and /sys/fs/cgroup is not cgroup2".into(),
-            ));
+            let mut reason = String::from(
+                "no cgroup v1 controller is mounted and /sys/fs/cgroup is not cgroup2",
+            );
+            if hidden > 0 {
+                reason.push_str(&format!(
+                    " ({hidden} cgroup mounts are hidden under later mounts, \
+                     e.g. a filesystem mounted over /sys/fs/cgroup)"
+                ));
+            }
+            return Err(CgroupError::Layout(reason));
         }
         Ok(Layout::Legacy(hierarchies))
     }
@@ -124,9 +147,11 @@ impl Layout {
 
 /// The fields of one `/proc/self/mountinfo` line that matter here.
 struct MountLine<'a> {
+    id: &'a str,
+    parent: &'a str,
     device: &'a str,
     root: &'a str,
-    mountpoint: &'a str,
+    mountpoint: String,
     fstype: &'a str,
     super_options: &'a str,
 }
@@ -137,13 +162,110 @@ impl<'a> MountLine<'a> {
         let f: Vec<&str> = before.split(' ').collect();
         let a: Vec<&str> = after.split(' ').collect();
         Some(MountLine {
+            id: f.first()?,
+            parent: f.get(1)?,
             device: f.get(2)?,
             root: f.get(3)?,
-            mountpoint: f.get(4)?,
+            mountpoint: unescape(f.get(4)?),
             fstype: a.first()?,
             super_options: a.get(2).copied().unwrap_or(""),
         })
     }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo` (octal).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..=i + 3].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = b[i + 1..=i + 3]
+                .iter()
+                .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount tree of one mountinfo, for asking which mounts path lookup can
+/// reach (the kernel's rule, not mountinfo order: a moved mount keeps its
+/// place in the list).
+struct MountTree<'m, 'a> {
+    mounts: &'m [MountLine<'a>],
+    by_id: HashMap<&'a str, usize>,
+    children: HashMap<&'a str, Vec<usize>>,
+}
+
+impl<'m, 'a> MountTree<'m, 'a> {
+    fn new(mounts: &'m [MountLine<'a>]) -> Self {
+        let mut by_id = HashMap::new();
+        let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, m) in mounts.iter().enumerate() {
+            by_id.insert(m.id, i);
+            children.entry(m.parent).or_default().push(i);
+        }
+        MountTree {
+            mounts,
+            by_id,
+            children,
+        }
+    }
+
+    /// Whether mount `i` is what path lookup finds at its mount point: no
+    /// mount is stacked on it, and up the chain of parents no sibling covers
+    /// the mount point or a directory above it. (A mount on `/` covers
+    /// nothing: lookup starts at the process root and does not cross mounts
+    /// stacked on it.)
+    fn visible(&self, i: usize) -> bool {
+        let m = &self.mounts[i];
+        let stacked = m.mountpoint != "/"
+            && self
+                .children_of(m.id)
+                .any(|c| c != i && self.mounts[c].mountpoint == m.mountpoint);
+        if stacked {
+            return false;
+        }
+        // A parent's own mount point being stacked on is seen from here as a
+        // sibling covering a directory above (or the same point, later).
+        let mut cur = i;
+        // Bounded: a malformed table with a parent cycle must not loop.
+        for _ in 0..self.mounts.len() {
+            let m = &self.mounts[cur];
+            let covered = self.children_of(m.parent).any(|s| {
+                let sp = &self.mounts[s].mountpoint;
+                s != cur
+                    && sp != "/"
+                    && (is_strict_ancestor(sp, &m.mountpoint) || (*sp == m.mountpoint && s > cur))
+            });
+            if covered {
+                return false;
+            }
+            match self.by_id.get(m.parent) {
+                Some(&p) if p != cur => cur = p,
+                // The root of what this process sees.
+                _ => return true,
+            }
+        }
+        false
+    }
+
+    fn children_of(&self, id: &str) -> impl Iterator<Item = usize> + '_ {
+        self.children.get(id).into_iter().flatten().copied()
+    }
+}
+
+/// `a` is a directory strictly above `b` (`/sys` above `/sys/fs/cgroup`).
+fn is_strict_ancestor(a: &str, b: &str) -> bool {
+    a != b && b.starts_with(a) && (a.ends_with('/') || b.as_bytes().get(a.len()) == Some(&b'/'))
 }
 
 /// The caller's cgroup in one hierarchy, relative to that hierarchy's mount root.
@@ -239,6 +361,121 @@ mod tests {
     fn no_cgroups_is_an_error() {
         let mi = "22 27 0:21 / /proc rw,relatime - proc proc rw\n";
         assert!(Layout::parse(mi, "", SUBSYS).is_err());
+    }
+
+    /// This machine's hybrid layout, as mountinfo shows it.
+    const HYBRID: &str = "23 27 0:22 / /sys rw - sysfs sysfs rw\n\
+        27 1 254:0 / / rw - ext4 /dev/vda rw\n\
+        31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755\n\
+        32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+        35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+        39 31 0:36 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n\
+        41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+    const HYBRID_OWN: &str = "8:pids:/\n4:memory:/process_api/x\n1:cpu:/\n0::/\n";
+
+    fn layout_err(mi: &str, own: &str) -> String {
+        match Layout::parse(mi, own, SUBSYS) {
+            Ok(l) => panic!("expected an error, got {l:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn hierarchies_under_a_tmpfs_mounted_over_sys_fs_cgroup_are_not_used() {
+        // A private mount namespace that put a fresh tmpfs on /sys/fs/cgroup:
+        // the new mount stacks on the old tmpfs (its parent is 31).
+        let mi = format!("{HYBRID}90 31 0:90 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n");
+        let err = layout_err(&mi, HYBRID_OWN);
+        assert!(err.contains("4 cgroup mounts are hidden"), "{err}");
+        // The same on a pure v2 host.
+        let mi = "23 27 0:22 / /sys rw - sysfs sysfs rw\n\
+                  29 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n\
+                  90 29 0:90 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n";
+        let err = layout_err(mi, "0::/\n");
+        assert!(err.contains("1 cgroup mounts are hidden"), "{err}");
+    }
+
+    #[test]
+    fn a_mount_over_a_directory_above_hides_the_hierarchies_below() {
+        let mi = format!("{HYBRID}90 23 0:90 / /sys/fs rw - tmpfs tmpfs rw\n");
+        assert!(layout_err(&mi, HYBRID_OWN).contains("hidden"));
+    }
+
+    #[test]
+    fn a_covering_mount_earlier_in_mountinfo_still_covers() {
+        // mountinfo lists mounts in creation order and a moved mount keeps
+        // its place: here an old tmpfs (id 20) was moved over /sys/fs/cgroup.
+        let mi = format!("20 31 0:20 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n{HYBRID}");
+        assert!(layout_err(&mi, HYBRID_OWN).contains("hidden"));
+    }
+
+    #[test]
+    fn the_visible_mount_of_a_hierarchy_is_used() {
+        // tmpfs over /sys/fs/cgroup, then the unified hierarchy mounted again
+        // on top of it: what is visible at /sys/fs/cgroup is cgroup2.
+        let mi = format!(
+            "{HYBRID}90 31 0:90 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
+             91 90 0:38 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+        );
+        let Layout::Unified(h) = Layout::parse(&mi, HYBRID_OWN, SUBSYS).expect("layout") else {
+            panic!("expected unified");
+        };
+        assert_eq!(h.mountpoint, Path::new("/sys/fs/cgroup"));
+    }
+
+    #[test]
+    fn mounts_below_a_hierarchy_or_elsewhere_do_not_hide_it() {
+        let mi = format!(
+            "{HYBRID}90 35 0:90 / /sys/fs/cgroup/memory/x rw - tmpfs tmpfs rw\n\
+             91 27 0:91 / /mnt rw - tmpfs tmpfs rw\n\
+             92 23 0:92 / /sys/kernel/debug rw - debugfs debugfs rw\n"
+        );
+        let Layout::Legacy(h) = Layout::parse(&mi, HYBRID_OWN, SUBSYS).expect("layout") else {
+            panic!("expected legacy");
+        };
+        let mps: Vec<_> = h.iter().map(|h| h.mountpoint.clone()).collect();
+        assert_eq!(
+            mps,
+            ["cpu", "memory", "pids", "unified"].map(|c| Path::new(UNIFIED_ROOT).join(c))
+        );
+    }
+
+    #[test]
+    fn a_bind_of_a_hierarchy_listed_first_does_not_displace_the_real_one() {
+        let mi = format!("10 27 0:32 / /mnt/mem rw - cgroup cgroup rw,memory\n{HYBRID}");
+        let Layout::Legacy(h) = Layout::parse(&mi, HYBRID_OWN, SUBSYS).expect("layout") else {
+            panic!("expected legacy");
+        };
+        let mem = h
+            .iter()
+            .find(|h| h.controllers == ["memory"])
+            .expect("memory");
+        assert_eq!(mem.mountpoint, Path::new("/sys/fs/cgroup/memory"));
+        assert_eq!(mem.own_cgroup, "/process_api/x");
+    }
+
+    #[test]
+    fn escaped_mount_points_are_read_back() {
+        let mi = "23 27 0:22 / /sys rw - sysfs sysfs rw\n\
+                  31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
+                  35 31 0:32 / /sys/fs/cgroup/my\\040mem rw - cgroup cgroup rw,memory\n";
+        let Layout::Legacy(h) = Layout::parse(mi, "4:memory:/\n", SUBSYS).expect("layout") else {
+            panic!("expected legacy");
+        };
+        assert_eq!(h[0].mountpoint, Path::new("/sys/fs/cgroup/my mem"));
+        assert_eq!(unescape("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(unescape("/a\\04"), "/a\\04", "a short escape is kept");
+    }
+
+    #[test]
+    fn a_mount_on_the_process_root_hides_nothing() {
+        // Path lookup starts at the process root and never crosses a mount
+        // stacked on it.
+        let mi = format!("{HYBRID}90 27 0:90 / / rw - tmpfs tmpfs rw\n");
+        assert!(matches!(
+            Layout::parse(&mi, HYBRID_OWN, SUBSYS),
+            Ok(Layout::Legacy(_))
+        ));
     }
 
     #[test]
