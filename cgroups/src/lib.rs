@@ -11,6 +11,10 @@
 //! the container's first process in, [`CgroupManager::set`] writes the limits.
 //! Call [`CgroupManager::validate`] before creating anything, so that bad
 //! resources are refused while the host is still untouched.
+//!
+//! The managers apply exactly the device rules they are given; a container's
+//! cgroup should get [`devices::container_resources`], which starts from
+//! deny-all as runc does.
 
 mod apply_writes;
 mod convert;
