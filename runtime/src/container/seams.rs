@@ -6,6 +6,8 @@ use oci_spec::runtime::{Hook, LinuxResources, LinuxSeccomp, Spec};
 
 pub use crate::hooks::HookKind as HookPoint;
 
+use crate::cgroups::devices;
+
 /// The hooks of one kind from a spec.
 pub fn hooks_of(spec: &Spec, point: HookPoint) -> &[Hook] {
     let Some(h) = spec.hooks() else { return &[] };
@@ -48,8 +50,11 @@ pub fn validate(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<(), String> {
     if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
         crate::seccomp::validate(s).map_err(|e| format!("config.json: linux.seccomp: {e}"))?;
     }
-    if let (Some(cg), Some(r)) = (cgroup, linux.and_then(|l| l.resources().as_ref())) {
-        cg.validate(r)
+    if let Some(cg) = cgroup {
+        // With the device policy set_resources will apply, so a host that
+        // cannot enforce it (no devices controller) is refused up front.
+        let r = devices::container_resources(linux.and_then(|l| l.resources().as_ref()));
+        cg.validate(&r)
             .map_err(|e| format!("config.json: linux.resources: {e}"))?;
     }
     Ok(())
@@ -66,14 +71,21 @@ pub type Cgroup = Box<dyn crate::cgroups::CgroupManager>;
 /// Resolve a container's cgroup (creates nothing). Every container gets one,
 /// as with runc: without a cgroupsPath, runc's default path for the id.
 pub fn open_cgroup(path: Option<&str>, id: &str) -> Result<Option<Cgroup>, String> {
+    // The error names its field (linux.cgroupsPath) or the layout problem itself.
     crate::cgroups::open(path, id)
         .map(Some)
-        .map_err(|e| format!("linux.cgroupsPath: {e}"))
+        .map_err(|e| e.to_string())
 }
 
 /// Adapters returning string errors.
 pub trait CgroupExt {
+    /// Move the container's first process in and put its device policy in
+    /// place at once (deny-all plus runc's defaults): the container is
+    /// default-deny even when the spec has no resources and
+    /// [`CgroupExt::set_resources`] is never called.
     fn apply_pid(&self, pid: i32) -> Result<(), String>;
+    /// Set the spec's resources, with its device rules inside the whole
+    /// container policy ([`devices::container_resources`]).
     fn set_resources(&self, r: &LinuxResources) -> Result<(), String>;
     fn list_pids(&self) -> Result<Vec<i32>, String>;
     fn freeze_all(&self) -> Result<(), String>;
@@ -83,10 +95,12 @@ pub trait CgroupExt {
 
 impl CgroupExt for Cgroup {
     fn apply_pid(&self, pid: i32) -> Result<(), String> {
-        self.apply(pid).map_err(|e| e.to_string())
+        self.apply(pid).map_err(|e| e.to_string())?;
+        self.set(&devices::container_resources(None))
+            .map_err(|e| e.to_string())
     }
     fn set_resources(&self, r: &LinuxResources) -> Result<(), String> {
-        self.set(&crate::cgroups::devices::with_default_devices(r))
+        self.set(&devices::container_resources(Some(r)))
             .map_err(|e| e.to_string())
     }
     fn list_pids(&self) -> Result<Vec<i32>, String> {
