@@ -183,9 +183,9 @@ mod netns_tests {
     /// from the caller's.
     #[test]
     fn one_restore_is_one_generation() {
-        if !nix::unistd::Uid::effective().is_root() || !iptables_is_nft() {
-            eprintln!("skipped: needs root and iptables-nft");
-            return;
+        husk_tests::require_root!();
+        if !iptables_is_nft() {
+            husk_tests::skip!("tool", "iptables is not the nft backend");
         }
         let outer = netns_cookie().unwrap();
         std::thread::spawn(move || {

@@ -335,9 +335,9 @@ mod tests {
 
     #[test]
     fn registry_round_trip_is_trusted_only_at_its_generation() {
-        if !nix::unistd::Uid::effective().is_root() || !nftgen::iptables_is_nft() {
-            eprintln!("skipped: needs root and iptables-nft");
-            return;
+        husk_tests::require_root!();
+        if !nftgen::iptables_is_nft() {
+            husk_tests::skip!("tool", "iptables is not the nft backend");
         }
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_path_buf();

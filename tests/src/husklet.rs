@@ -50,3 +50,48 @@ pub fn husklet_json(root: &Path, args: &[&str]) -> serde_json::Value {
 pub fn entry_count(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
+
+/// A small tmpfs to serve as an image store root, mounted in a private
+/// mount namespace of the calling test thread (and of the husklet
+/// processes it starts): limits are reached within megabytes, nothing large
+/// is ever written to the host disk, and the mount never reaches the host.
+/// Unmounted when dropped.
+pub struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    /// Mount a tmpfs of `mib` MiB.
+    pub fn mount(mib: u64) -> Self {
+        crate::private_mount_ns();
+        let dir = tempfile::Builder::new()
+            .prefix("husk-test-smallfs-")
+            .tempdir()
+            .expect("tempdir");
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={mib}m,mode=0755").as_str()),
+        )
+        .expect("mount tmpfs");
+        SmallFs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Free bytes on it.
+    pub fn free(&self) -> u64 {
+        let st = nix::sys::statvfs::statvfs(self.dir.path()).expect("statvfs");
+        st.blocks_available() as u64 * st.fragment_size() as u64
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}

@@ -13,6 +13,7 @@ pub mod netns;
 pub mod oci;
 pub mod registry;
 pub mod rootfs;
+pub mod skip;
 
 use std::path::Path;
 use std::sync::Once;
@@ -68,13 +69,12 @@ pub fn read_counter(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Skip (return early from) a test that needs root when not running as root.
+/// Skip (visibly, see [`skip`]) a test that needs root when not running as root.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if !nix::unistd::Uid::effective().is_root() {
-            eprintln!("skipped: needs root");
-            return;
+            $crate::skip!("root", "needs root");
         }
     };
 }
@@ -86,8 +86,7 @@ macro_rules! require_cgroup_v1 {
     () => {
         $crate::require_root!();
         if $crate::cgroup::is_v2() {
-            eprintln!("skipped: needs a cgroup v1/hybrid host");
-            return;
+            $crate::skip!("cgroup-v1", "needs a cgroup v1/hybrid host");
         }
     };
 }
@@ -99,8 +98,10 @@ macro_rules! require_cgroup_v2 {
     () => {
         $crate::require_root!();
         if !$crate::cgroup::is_v2() {
-            eprintln!("skipped: needs a cgroup v2 host (run scripts/vm-test)");
-            return;
+            $crate::skip!(
+                "cgroup-v2",
+                "needs a cgroup v2 host (runs in scripts/vm-test)"
+            );
         }
     };
 }

@@ -24,6 +24,61 @@ pub fn layout_manifest(layout: &Path) -> (serde_json::Value, String) {
     (serde_json::from_slice(&m).expect("manifest is JSON"), d)
 }
 
+/// sha256 of `data` as `sha256:<hex>`.
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// One layer of a layout made by [`write_layout`].
+pub struct LayoutLayer {
+    /// The blob as stored (compressed or not).
+    pub blob: Vec<u8>,
+    /// sha256 of the uncompressed tar.
+    pub diff_id: String,
+    pub media_type: &'static str,
+}
+
+/// Write a one-image OCI layout (tag `latest`) with `layers` to `dir`;
+/// returns the manifest's digest.
+pub fn write_layout(dir: &Path, layers: &[LayoutLayer]) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("create blobs dir");
+    let put = |data: &[u8]| {
+        let d = sha256(data);
+        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), data).expect("write blob");
+        d
+    };
+    let descs: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({"mediaType": l.media_type, "digest": put(&l.blob), "size": l.blob.len()})
+        })
+        .collect();
+    let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
+    let cfg = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux",
+        "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}))
+    .expect("config json");
+    let cd = put(&cfg);
+    let m = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cfg.len()},
+        "layers": descs}))
+    .expect("manifest json");
+    let md = put(&m);
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .expect("write oci-layout");
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": m.len(),
+             "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}))
+        .expect("index json"),
+    )
+    .expect("write index.json");
+    md
+}
+
 /// A running registry.
 pub struct TestRegistry {
     /// `127.0.0.1:<port>`.

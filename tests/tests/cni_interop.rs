@@ -7,20 +7,19 @@ use husk_tests::cni::{CniLab, REFERENCE_DIR, connectivity_suite, husk_plugin_dir
 use husk_tests::require_root;
 
 fn have_reference() -> bool {
-    let ok = ["bridge", "host-local", "portmap"]
+    ["bridge", "host-local", "portmap"]
         .iter()
-        .all(|p| Path::new(REFERENCE_DIR).join(p).exists());
-    if !ok {
-        eprintln!("skipped: containernetworking-plugins not installed in {REFERENCE_DIR}");
-    }
-    ok
+        .all(|p| Path::new(REFERENCE_DIR).join(p).exists())
 }
 
 #[test]
 fn reference_plugins_through_husk_libcni() {
     require_root!();
     if !have_reference() {
-        return;
+        husk_tests::skip!(
+            "tool",
+            "containernetworking-plugins not installed in {REFERENCE_DIR}"
+        );
     }
     let lab = CniLab::new();
     let conf = lab.write_conf("ref.conflist", &lab.reference_conflist("10.95.0.0/24"));
@@ -36,7 +35,10 @@ fn reference_plugins_through_husk_libcni() {
 fn husk_bridge_with_reference_portmap() {
     require_root!();
     if !have_reference() {
-        return;
+        husk_tests::skip!(
+            "tool",
+            "containernetworking-plugins not installed in {REFERENCE_DIR}"
+        );
     }
     let lab = CniLab::new();
     let conf = lab

@@ -7,8 +7,10 @@ use std::process::Command;
 
 use husk_tests::bins::test_image;
 use husk_tests::husklet::{
-    entry_count as count, husklet_fails as fails, husklet_json as json, husklet_ok as ok,
+    entry_count as count, husklet_command, husklet_fails as fails, husklet_json as json,
+    husklet_ok as ok,
 };
+use husk_tests::registry::{LayoutLayer, write_layout};
 use husk_tests::require_root;
 use sha2::Digest as _;
 
@@ -501,4 +503,151 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
     );
     assert_eq!(count(&root.join("tmp")), 0);
     assert_eq!(count(&root.join("snapshots")), 1);
+}
+
+/// A small valid layer: one file.
+fn small_layer() -> LayoutLayer {
+    let mut b = tar::Builder::new(Vec::new());
+    append(&mut b, tar::EntryType::Regular, "hello", None, b"hello\n");
+    let blob = b.into_inner().unwrap();
+    LayoutLayer {
+        diff_id: sha(&blob),
+        blob,
+        media_type: "application/vnd.oci.image.layer.v1.tar",
+    }
+}
+
+#[test]
+fn layout_files_that_are_symlinks_are_refused_and_nothing_is_copied() {
+    require_root!();
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    // A host file only root may read, whose digest the attacker knows.
+    let host = tempfile::Builder::new()
+        .prefix("husk-test-secret-")
+        .tempdir()
+        .unwrap();
+    let secret = host.path().join("shadow");
+    let data = b"root:$6$husk-test-secret$x:19000:0:99999:7:::\n".to_vec();
+    std::fs::write(&secret, &data).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let hex = sha(&data).trim_start_matches("sha256:").to_string();
+    let no_secret_copied = |what: &str| {
+        assert!(
+            !root.join("content/sha256").join(&hex).exists(),
+            "{what}: the host file was copied into the content store"
+        );
+        for e in std::fs::read_dir(root.join("content/sha256"))
+            .into_iter()
+            .flatten()
+        {
+            let p = e.unwrap().path();
+            assert_ne!(
+                std::fs::read(&p).unwrap(),
+                data,
+                "{what}: {} holds the host file",
+                p.display()
+            );
+        }
+        assert_eq!(
+            json(&root, &["images", "list"]).as_array().unwrap().len(),
+            0,
+            "{what}: image recorded"
+        );
+        assert_eq!(count(&root.join("snapshots")), 0, "{what}: snapshot kept");
+        assert_eq!(count(&root.join("tmp")), 0, "{what}: temp files kept");
+    };
+
+    // 1. The layer blob is a symlink to the host file, under that file's digest.
+    let l1 = t.path().join("blob-link");
+    write_layout(
+        &l1,
+        &[LayoutLayer {
+            blob: data.clone(),
+            diff_id: sha(&data),
+            media_type: "application/vnd.oci.image.layer.v1.tar",
+        }],
+    );
+    let blob = l1.join("blobs/sha256").join(&hex);
+    std::fs::remove_file(&blob).unwrap();
+    std::os::unix::fs::symlink(&secret, &blob).unwrap();
+    let err = fails(&root, &["images", "import", l1.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!("blobs/sha256/{hex}: is a symlink")) && err.contains("refused"),
+        "{err}"
+    );
+    no_secret_copied("blob symlink");
+
+    // 2. blobs/ itself is a symlink to a directory outside the layout.
+    let l2 = t.path().join("dir-link");
+    write_layout(&l2, &[small_layer()]);
+    let outside = host.path().join("blobs");
+    std::fs::rename(l2.join("blobs"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, l2.join("blobs")).unwrap();
+    let err = fails(&root, &["images", "import", l2.to_str().unwrap()]);
+    assert!(err.contains("is a symlink or lies under one"), "{err}");
+    no_secret_copied("blobs dir symlink");
+
+    // 3. index.json and oci-layout as symlinks (to good files elsewhere).
+    for name in ["index.json", "oci-layout"] {
+        let l = t.path().join(format!("{name}-link"));
+        write_layout(&l, &[small_layer()]);
+        let elsewhere = host.path().join(name);
+        std::fs::rename(l.join(name), &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, l.join(name)).unwrap();
+        let err = fails(&root, &["images", "import", l.to_str().unwrap()]);
+        assert!(
+            err.contains(&format!("{name}: is a symlink")),
+            "{name}: {err}"
+        );
+        no_secret_copied(name);
+        // The same layout with the real file imports.
+        std::fs::remove_file(l.join(name)).unwrap();
+        std::fs::rename(&elsewhere, l.join(name)).unwrap();
+        let img = json(&root, &["images", "import", l.to_str().unwrap()]);
+        ok(&root, &["images", "rm", img[0]["id"].as_str().unwrap()]);
+    }
+}
+
+#[test]
+fn a_relative_root_works_like_an_absolute_one() {
+    require_root!();
+    husk_tests::private_mount_ns();
+    let t = tempfile::tempdir().unwrap();
+    let run = |root: &str, args: &[&str]| {
+        let out = husklet_command(Path::new(root))
+            .current_dir(t.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "husklet --root {root} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let busybox = test_image("busybox");
+    run(
+        "store",
+        &[
+            "images",
+            "import",
+            "--name",
+            "rel:1",
+            busybox.to_str().unwrap(),
+        ],
+    );
+    let rootfs = run("store", &["rootfs", "prepare", "rel:1", "c1"]);
+    let want = t.path().join("store/containers/c1/rootfs");
+    assert_eq!(Path::new(rootfs.trim()), want);
+    assert!(
+        want.join("bin/busybox").exists(),
+        "the overlay is not mounted"
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&run("./store/", &["rootfs", "show", "c1"])).unwrap();
+    assert_eq!(shown["rootfs"], want.to_str().unwrap());
+    run("store/../store", &["rootfs", "remove", "c1"]);
+    assert!(!t.path().join("store/containers/c1").exists());
 }

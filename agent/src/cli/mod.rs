@@ -6,7 +6,10 @@ mod rootfs;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use husklet::image::space::{DEFAULT_MAX_IMAGE_SIZE, parse_size};
+use husklet::image::{Limits, MinFree};
 
 #[derive(Parser)]
 #[command(
@@ -41,9 +44,30 @@ pub struct Global {
     /// Docker config.json with registry credentials (default $DOCKER_CONFIG/config.json or ~/.docker/config.json).
     #[arg(long, global = true)]
     pub docker_config: Option<PathBuf>,
+    /// Free space pulls and imports leave on the filesystem of --root: SIZE
+    /// (bytes, or K, M, G, T: powers of 1024) or N% of the filesystem; 0
+    /// turns the check off [default: 5% of the filesystem, at most 1G].
+    #[arg(
+        long,
+        global = true,
+        env = "HUSK_IMAGE_MIN_FREE",
+        value_name = "SIZE|N%"
+    )]
+    pub min_free: Option<MinFree>,
+    /// Largest unpacked size of one image (the sum of its files' sizes) that
+    /// a pull or import accepts: SIZE as for --min-free [default: 64G].
+    #[arg(long, global = true, env = "HUSK_MAX_IMAGE_SIZE", value_name = "SIZE", value_parser = parse_max_image_size)]
+    pub max_image_size: Option<u64>,
     /// Log debug details to stderr.
     #[arg(long, global = true)]
     pub debug: bool,
+}
+
+fn parse_max_image_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err("must be more than 0".into()),
+        n => Ok(n),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,16 +98,25 @@ pub fn init_tracing(debug: bool) {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut g = cli.global;
+    // Once, here: a relative root would break wherever a path is used from
+    // another directory (the overlay mount is made from <root>/l).
+    g.root =
+        std::path::absolute(&g.root).with_context(|| format!("--root {}", g.root.display()))?;
     match cli.command {
-        Command::Images(c) => images::run(&cli.global, c),
-        Command::Rootfs(c) => rootfs::run(&cli.global, c),
+        Command::Images(c) => images::run(&g, c),
+        Command::Rootfs(c) => rootfs::run(&g, c),
     }
 }
 
-/// Open the image store at the global root with the global registry settings.
+/// Open the image store at the global root with the global limits and
+/// registry settings.
 pub fn open_store(g: &Global) -> anyhow::Result<husklet::image::ImageStore> {
-    use anyhow::Context;
-    let store = husklet::image::ImageStore::open(&g.root)
+    let limits = Limits {
+        min_free: g.min_free.unwrap_or_default(),
+        max_image_size: g.max_image_size.unwrap_or(DEFAULT_MAX_IMAGE_SIZE),
+    };
+    let store = husklet::image::ImageStore::open_with_limits(&g.root, limits)
         .with_context(|| format!("open image store at {}", g.root.display()))?;
     Ok(store.with_registry_config(husklet::image::RegistryConfig {
         hosts_dir: g.registry_config.clone(),

@@ -5,9 +5,11 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::digest::{Digest, Hasher};
 use super::fsutil;
+use super::space::{LimitError, Reserve, limit_in};
 
 /// Why a blob could not be stored or read.
 #[derive(Debug, thiserror::Error)]
@@ -27,12 +29,17 @@ pub enum ContentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("content store: blob not written")]
+    Limit(#[source] LimitError),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ContentError + '_ {
-    move |source| ContentError::Io {
-        path: path.to_path_buf(),
-        source,
+    move |source| match limit_in(&source) {
+        Some(l) => ContentError::Limit(l),
+        None => ContentError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
     }
 }
 
@@ -41,13 +48,24 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> ContentError + '_ {
 pub struct ContentStore {
     dir: PathBuf,
     tmp: PathBuf,
+    reserve: Option<Arc<Reserve>>,
 }
 
 impl ContentStore {
     /// `dir` holds the blobs; `tmp` (same filesystem) the writes in progress.
     pub fn open(dir: PathBuf, tmp: PathBuf) -> Result<Self, ContentError> {
         fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(ContentStore { dir, tmp })
+        Ok(ContentStore {
+            dir,
+            tmp,
+            reserve: None,
+        })
+    }
+
+    /// Hold every blob write to a free-space reserve.
+    pub fn with_reserve(mut self, reserve: Arc<Reserve>) -> Self {
+        self.reserve = Some(reserve);
+        self
     }
 
     pub fn path(&self, d: &Digest) -> PathBuf {
@@ -109,6 +127,7 @@ impl ContentStore {
             path,
             dir: self.dir.clone(),
             hasher: Hasher::new(),
+            reserve: self.reserve.clone(),
         })
     }
 
@@ -158,6 +177,7 @@ pub struct BlobWriter {
     path: PathBuf,
     dir: PathBuf,
     hasher: Hasher,
+    reserve: Option<Arc<Reserve>>,
 }
 
 impl BlobWriter {
@@ -203,6 +223,9 @@ impl Write for BlobWriter {
             .file
             .as_mut()
             .ok_or_else(|| std::io::Error::other("blob already committed"))?;
+        if let Some(r) = &self.reserve {
+            r.charge(buf.len() as u64).map_err(std::io::Error::other)?;
+        }
         let n = f.write(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)

@@ -1,26 +1,93 @@
 //! Import images from an OCI image layout (a directory or a tar of one) or a
 //! docker-archive tar (`docker save`). Every blob is verified against its
-//! digest; layers are unpacked concurrently.
+//! digest; layers are unpacked concurrently. A layout directory's files are
+//! opened without following any symlink (see [`LayoutDir`]).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::Mode;
 use serde::Deserialize;
 
 use super::digest::{Digest, HashingReader};
 use super::manifest::{self, Compression, Descriptor, ImageConfigBlob, Manifest, ManifestDoc};
 use super::meta::{ImageRecord, LayerRecord};
 use super::reference::Reference;
+use super::space::{ImageBudget, limit_in};
 use super::store::{ImageError, ImageStore, io_err};
 
 /// Members this small are kept in memory while reading a tar.
 const SMALL: u64 = 4 << 20;
 
+/// An image layout directory. Every file in it (index.json and oci-layout
+/// included) is opened with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`
+/// and `O_NOFOLLOW` from the directory: a symlink anywhere on the path, say
+/// a blob linking to /etc/shadow whose digest is known, is refused instead
+/// of copied into the content store, and so is anything but a regular file.
+struct LayoutDir {
+    fd: OwnedFd,
+}
+
+impl LayoutDir {
+    fn open(path: &Path) -> Result<Self, ImageError> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err(path)(e.into()))?;
+        Ok(LayoutDir { fd })
+    }
+
+    /// Whether the top-level entry `name` exists (a symlink counts: reading
+    /// it is refused with a clear error).
+    fn has(&self, name: &str) -> bool {
+        nix::sys::stat::fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()
+    }
+
+    /// Open the regular file `rel` (normalised) of the layout; the error is
+    /// a message naming `rel`.
+    fn open_file(&self, rel: &str) -> Result<File, String> {
+        let how = OpenHow::new()
+            .flags(
+                OFlag::O_RDONLY
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_NONBLOCK
+                    | OFlag::O_NOCTTY
+                    | OFlag::O_CLOEXEC,
+            )
+            .resolve(
+                ResolveFlag::RESOLVE_BENEATH
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+            );
+        let f = match openat2(&self.fd, rel, how) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::ENOENT) => return Err(format!("{rel}: missing")),
+            Err(Errno::ELOOP) => {
+                return Err(format!(
+                    "{rel}: is a symlink or lies under one; refused (the files of an image layout must be regular files inside it)"
+                ));
+            }
+            Err(Errno::EXDEV) => return Err(format!("{rel}: lies outside the layout; refused")),
+            Err(e) => return Err(format!("{rel}: {e}")),
+        };
+        match f.metadata() {
+            Ok(m) if m.is_file() => Ok(f),
+            Ok(_) => Err(format!("{rel}: not a regular file; refused")),
+            Err(e) => Err(format!("{rel}: {e}")),
+        }
+    }
+}
+
 /// Where an archive's files are: a directory, or a tar read once.
 enum Source {
-    Dir(PathBuf),
+    Dir(LayoutDir),
     Tar {
         /// Small members by normalised path.
         small: HashMap<String, Vec<u8>>,
@@ -68,7 +135,7 @@ impl ImageStore {
         let meta = std::fs::metadata(path).map_err(io_err(path))?;
         let mut added = Vec::new();
         let src = if meta.is_dir() {
-            Source::Dir(path.to_path_buf())
+            Source::Dir(LayoutDir::open(path)?)
         } else {
             self.read_tar(path, &mut added).map_err(|e| match e {
                 ImageError::Io { source, .. } => {
@@ -148,8 +215,10 @@ impl ImageStore {
                     } else {
                         let mut w = self.content.writer()?;
                         let mut h = HashingReader::new(&mut e);
-                        std::io::copy(&mut h, &mut w)
-                            .map_err(|err| arch_err(format!("{p}: corrupt tar: {err}")))?;
+                        std::io::copy(&mut h, &mut w).map_err(|err| match limit_in(&err) {
+                            Some(l) => ImageError::Space(l),
+                            None => arch_err(format!("{p}: corrupt tar: {err}")),
+                        })?;
                         let (d, n) = h.finish().map_err(|err| arch_err(format!("{p}: {err}")))?;
                         let existed = self.content.has(&d);
                         w.commit(&d, Some(n))?;
@@ -180,6 +249,18 @@ impl ImageStore {
             path: path.to_path_buf(),
             message,
         };
+        if src.has("oci-layout") {
+            // Read like every other file of the layout (a symlink is refused).
+            let data = src.small(path, "oci-layout")?;
+            let version = serde_json::from_slice::<serde_json::Value>(&data)
+                .ok()
+                .and_then(|v| v.get("imageLayoutVersion")?.as_str().map(String::from));
+            if version.is_none() {
+                return Err(arch_err(
+                    "oci-layout: not a JSON object with an \"imageLayoutVersion\"".into(),
+                ));
+            }
+        }
         let idx_data = src.small(path, "index.json")?;
         let ManifestDoc::Index(idx) = manifest::parse_manifest(
             &format!("{}: index.json", path.display()),
@@ -286,7 +367,11 @@ impl ImageStore {
                 media_type: l.media_type.clone(),
             });
         }
-        self.unpack_all(&layers)?;
+        let label = match &name {
+            Some(n) => n.to_string(),
+            None => format!("manifest {mdigest}"),
+        };
+        self.unpack_all(&layers, &self.budget(label))?;
         let rec = ImageRecord {
             id: m.config.digest,
             names: name
@@ -306,13 +391,21 @@ impl ImageStore {
         self.commit_image(rec)
     }
 
-    /// Unpack missing snapshots, a thread per layer.
-    fn unpack_all(&self, layers: &[LayerRecord]) -> Result<(), ImageError> {
+    /// Unpack missing snapshots, a thread per layer, within `budget` (which
+    /// present snapshots count towards too).
+    fn unpack_all(&self, layers: &[LayerRecord], budget: &ImageBudget) -> Result<(), ImageError> {
+        let mut missing = Vec::new();
+        for l in layers {
+            if self.snapshots.has(&l.diff_id) {
+                self.charge_existing(l, budget)?;
+            } else {
+                missing.push(l);
+            }
+        }
         std::thread::scope(|s| {
-            let handles: Vec<_> = layers
-                .iter()
-                .filter(|l| !self.snapshots.has(&l.diff_id))
-                .map(|l| s.spawn(move || self.unpack_stored_layer(l)))
+            let handles: Vec<_> = missing
+                .into_iter()
+                .map(|l| s.spawn(move || self.unpack_stored_layer(l, budget)))
                 .collect();
             handles
                 .into_iter()
@@ -335,8 +428,7 @@ impl ImageStore {
         let rel = format!("blobs/sha256/{}", d.digest.hex());
         match src {
             Source::Dir(dir) => {
-                let p = dir.join(&rel);
-                let f = File::open(&p).map_err(|e| arch_err(format!("{rel}: {e}")))?;
+                let f = dir.open_file(&rel).map_err(arch_err)?;
                 self.content.put_reader(
                     std::io::BufReader::with_capacity(256 << 10, f),
                     &d.digest,
@@ -453,7 +545,11 @@ impl ImageStore {
                     .map(|t| t.parse::<Reference>())
                     .collect::<Result<_, _>>()?,
             };
-            self.unpack_all(&layers)?;
+            let label = match names.first() {
+                Some(n) => n.to_string(),
+                None => format!("config {cdigest}"),
+            };
+            self.unpack_all(&layers, &self.budget(label))?;
             let rec = ImageRecord {
                 id: cdigest,
                 names: names.iter().filter_map(|n| n.tagged_name()).collect(),
@@ -488,7 +584,7 @@ impl Source {
 
     fn has(&self, p: &str) -> bool {
         match self {
-            Source::Dir(d) => d.join(p).exists(),
+            Source::Dir(d) => d.has(p),
             Source::Tar { small, stored, .. } => {
                 let p = self.resolve(p);
                 small.contains_key(&p) || stored.contains_key(&p)
@@ -516,17 +612,24 @@ impl Source {
             path: path.to_path_buf(),
             message: format!("{p}: missing"),
         };
+        let arch_err = |message: String| ImageError::Archive {
+            path: path.to_path_buf(),
+            message,
+        };
         match self {
             Source::Dir(d) => {
-                let f = d.join(norm(p));
-                let m = std::fs::metadata(&f).map_err(|_| missing())?;
-                if m.len() > SMALL {
-                    return Err(ImageError::Archive {
-                        path: path.to_path_buf(),
-                        message: format!("{p}: larger than {SMALL} bytes"),
-                    });
+                let mut f = d.open_file(&norm(p)).map_err(arch_err)?;
+                let len = f
+                    .metadata()
+                    .map_err(|e| arch_err(format!("{p}: {e}")))?
+                    .len();
+                if len > SMALL {
+                    return Err(arch_err(format!("{p}: larger than {SMALL} bytes")));
                 }
-                std::fs::read(&f).map_err(io_err(&f))
+                let mut data = Vec::with_capacity(len as usize);
+                f.read_to_end(&mut data)
+                    .map_err(|e| arch_err(format!("{p}: {e}")))?;
+                Ok(data)
             }
             Source::Tar { .. } => self.small_opt(p).cloned().ok_or_else(missing),
         }

@@ -11,8 +11,9 @@ use super::digest::HashingReader;
 use super::manifest::Compression;
 use super::meta::LayerRecord;
 use super::snapshot::SnapshotInfo;
+use super::space::{ImageBudget, limit_in};
 use super::store::{ImageError, ImageStore};
-use super::unpack::unpack_layer;
+use super::unpack::{UnpackError, UnpackLimits, unpack_layer};
 
 /// Copies what is read into a blob writer.
 struct Tee<'a, R> {
@@ -44,7 +45,8 @@ fn decoder<'a>(c: Compression, r: impl Read + 'a) -> std::io::Result<Box<dyn Rea
 impl ImageStore {
     /// Read a layer blob from `src` and make its snapshot (if `unpack`) and,
     /// with `blob`, store the blob too. Blob digest and diff_id are both
-    /// verified before anything is moved into the store.
+    /// verified before anything is moved into the store; the unpack is held
+    /// to the store's reserve and to `budget`.
     pub(crate) fn ingest_layer(
         &self,
         src: impl Read,
@@ -52,6 +54,7 @@ impl ImageStore {
         compression: Compression,
         mut blob: Option<BlobWriter>,
         unpack: bool,
+        budget: &ImageBudget,
     ) -> Result<(), ImageError> {
         let lerr = |message: String| ImageError::Layer {
             layer: layer.digest,
@@ -62,6 +65,7 @@ impl ImageStore {
             out: blob.as_mut(),
         };
         let mut outcome = None;
+        let charge = budget.layer();
         let pending = if unpack {
             Some(self.snapshots.begin()?)
         } else {
@@ -71,7 +75,11 @@ impl ImageStore {
             let mut tar = HashingReader::new(
                 decoder(compression, &mut tee).map_err(|e| lerr(format!("decompress: {e}")))?,
             );
-            let res = unpack_layer(&mut tar, &p.fs_path());
+            let limits = UnpackLimits {
+                reserve: Some(&self.reserve),
+                budget: Some(&charge),
+            };
+            let res = unpack_layer(&mut tar, &p.fs_path(), limits);
             let diff = tar.finish();
             outcome = Some((res, diff));
         }
@@ -80,15 +88,31 @@ impl ImageStore {
         drop(tee);
         if let Some(b) = blob {
             // A corrupt blob is reported as such, whatever the unpack made of it.
-            drained.map_err(|e| lerr(format!("read: {e}")))?;
+            drained.map_err(|e| match limit_in(&e) {
+                Some(source) => ImageError::Limit {
+                    image: budget.image().to_string(),
+                    layer: layer.digest,
+                    entry: None,
+                    source: Box::new(source),
+                },
+                None => lerr(format!("read: {e}")),
+            })?;
             b.commit(&layer.digest, Some(layer.size))?;
         }
         let (Some(p), Some((res, diff))) = (pending, outcome) else {
             return Ok(());
         };
-        let stats = res.map_err(|source| ImageError::Unpack {
-            layer: layer.digest,
-            source,
+        let stats = res.map_err(|e| match e {
+            UnpackError::Limit { path, source } => ImageError::Limit {
+                image: budget.image().to_string(),
+                layer: layer.digest,
+                entry: Some(path),
+                source: Box::new(source),
+            },
+            source => ImageError::Unpack {
+                layer: layer.digest,
+                source,
+            },
         })?;
         let (diff_id, _) = diff.map_err(|e| lerr(format!("decompress: {e}")))?;
         if diff_id != layer.diff_id {
@@ -106,11 +130,16 @@ impl ImageStore {
                 bytes: stats.bytes,
             },
         )?;
+        charge.keep();
         Ok(())
     }
 
     /// Make the snapshot of a layer whose blob is already stored.
-    pub(crate) fn unpack_stored_layer(&self, layer: &LayerRecord) -> Result<(), ImageError> {
+    pub(crate) fn unpack_stored_layer(
+        &self,
+        layer: &LayerRecord,
+        budget: &ImageBudget,
+    ) -> Result<(), ImageError> {
         let mut f = self.content.open_blob(&layer.digest)?;
         let compression = match Compression::from_media_type(&layer.media_type) {
             Some(c) => c,
@@ -130,6 +159,32 @@ impl ImageStore {
             compression,
             None,
             true,
+            budget,
         )
+    }
+
+    /// A budget for one image's unpacked size, named `image` in messages.
+    pub(crate) fn budget(&self, image: impl Into<String>) -> ImageBudget {
+        ImageBudget::new(image, self.limits.max_image_size)
+    }
+
+    /// Charge a layer whose snapshot already exists to `budget` (its size
+    /// counts towards the image's all the same).
+    pub(crate) fn charge_existing(
+        &self,
+        layer: &LayerRecord,
+        budget: &ImageBudget,
+    ) -> Result<(), ImageError> {
+        let bytes = self
+            .snapshots
+            .info(&layer.diff_id)
+            .map(|i| i.bytes)
+            .unwrap_or(0);
+        budget.charge(bytes).map_err(|source| ImageError::Limit {
+            image: budget.image().to_string(),
+            layer: layer.digest,
+            entry: None,
+            source: Box::new(source),
+        })
     }
 }

@@ -14,6 +14,7 @@ pub mod reference;
 pub mod registry;
 pub mod rootfs;
 pub mod snapshot;
+pub mod space;
 pub mod store;
 pub mod unpack;
 
@@ -24,4 +25,5 @@ pub use pull::PullOptions;
 pub use reference::Reference;
 pub use registry::{Credentials, RegistryConfig};
 pub use rootfs::RootfsMount;
+pub use space::{Limits, MinFree};
 pub use store::{FsUsage, ImageDetails, ImageError, ImageStore, PruneReport};

@@ -19,6 +19,7 @@ use super::meta::{ImageRecord, LayerRecord};
 use super::progress::{Progress, ProgressView};
 use super::reference::Reference;
 use super::registry::{Attempt, Credentials, EndpointId, Session};
+use super::space::ImageBudget;
 use super::store::{ImageError, ImageStore};
 
 /// How to pull.
@@ -43,6 +44,13 @@ impl Default for PullOptions {
             arch: None,
         }
     }
+}
+
+/// What the layer fetches of one pull share.
+struct Shared {
+    progress: Arc<Progress>,
+    /// The image's unpacked-size budget.
+    budget: Arc<ImageBudget>,
 }
 
 /// Feeds chunks from the async download to the blocking unpacker.
@@ -146,15 +154,19 @@ impl ImageStore {
             .total
             .store(layers.iter().map(|l| l.size).sum(), Ordering::Relaxed);
         let view = ProgressView::start(r.to_string(), progress.clone(), opts.progress);
+        let shared = Arc::new(Shared {
+            progress: progress.clone(),
+            budget: Arc::new(self.budget(r.to_string())),
+        });
         let results: Vec<Result<(), ImageError>> =
             futures::stream::iter(layers.iter().cloned().zip(comps))
                 .map(|(layer, comp)| {
                     let store = self.clone();
                     let session = session.clone();
-                    let progress = progress.clone();
+                    let shared = shared.clone();
                     async move {
-                        let res = store.fetch_layer(&session, &layer, comp, &progress).await;
-                        progress.layers_done.fetch_add(1, Ordering::Relaxed);
+                        let res = store.fetch_layer(&session, &layer, comp, &shared).await;
+                        shared.progress.layers_done.fetch_add(1, Ordering::Relaxed);
                         res
                     }
                 })
@@ -191,10 +203,14 @@ impl ImageStore {
         session: &Session,
         layer: &LayerRecord,
         comp: Compression,
-        progress: &Progress,
+        shared: &Shared,
     ) -> Result<(), ImageError> {
+        let progress = &shared.progress;
         let have_blob = self.content.has(&layer.digest);
         let have_snap = self.snapshots.has(&layer.diff_id);
+        if have_snap {
+            self.charge_existing(layer, &shared.budget)?;
+        }
         if have_blob && have_snap {
             progress.done.fetch_add(layer.size, Ordering::Relaxed);
             return Ok(());
@@ -206,7 +222,8 @@ impl ImageStore {
         if have_blob {
             let store = self.clone();
             let l = layer.clone();
-            tokio::task::spawn_blocking(move || store.unpack_stored_layer(&l))
+            let budget = shared.budget.clone();
+            tokio::task::spawn_blocking(move || store.unpack_stored_layer(&l, &budget))
                 .await
                 .map_err(join_err)??;
             progress.done.fetch_add(layer.size, Ordering::Relaxed);
@@ -215,7 +232,7 @@ impl ImageStore {
         let what = format!("blob {}", layer.digest);
         session
             .with_fallback(false, &what, |ep| {
-                self.download_layer(session, ep, layer, comp, !have_snap, progress)
+                self.download_layer(session, ep, layer, comp, !have_snap, shared)
             })
             .await
     }
@@ -230,8 +247,10 @@ impl ImageStore {
         layer: &LayerRecord,
         comp: Compression,
         unpack: bool,
-        progress: &Progress,
+        shared: &Shared,
     ) -> Result<(), Attempt<ImageError>> {
+        let progress = &shared.progress;
+        let budget = shared.budget.clone();
         let resp = session.blob_from(ep, &layer.digest).await?;
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(64);
         let store = self.clone();
@@ -247,6 +266,7 @@ impl ImageStore {
                 comp,
                 Some(blob),
                 unpack,
+                &budget,
             )
         });
         let mut body = resp.bytes_stream();

@@ -89,9 +89,12 @@ impl ImageStore {
         }
         let _gc = self.lock("gc.lock", false)?;
         let rec = self.resolve(image)?;
+        // Only layers unpacked again count here: the image passed the limit
+        // when it was pulled, and a lowered limit must not stop its containers.
+        let budget = self.budget(image);
         for l in &rec.layers {
             if !self.snapshots.has(&l.diff_id) {
-                self.unpack_stored_layer(l)?;
+                self.unpack_stored_layer(l, &budget)?;
             }
         }
         let dir = self.container_dir(container_id);

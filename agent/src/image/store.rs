@@ -13,6 +13,7 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -23,6 +24,7 @@ use super::meta::{ImageIndex, ImageRecord, MetaError};
 use super::reference::{Reference, ReferenceError};
 use super::registry::{RegistryConfig, RegistryError};
 use super::snapshot::{SnapshotError, SnapshotStore};
+use super::space::{LimitError, Limits, Reserve};
 use super::unpack::UnpackError;
 
 /// Every way an image operation can fail.
@@ -42,6 +44,20 @@ pub enum ImageError {
     Reference(#[from] ReferenceError),
     #[error("layer {layer}: {source}")]
     Unpack { layer: Digest, source: UnpackError },
+    /// A pull or import stopped at a limit (nothing of the layer is kept).
+    #[error(
+        "image {image}: layer {layer}{}",
+        entry.as_ref().map(|e| format!(", entry {e:?}")).unwrap_or_default()
+    )]
+    Limit {
+        image: String,
+        layer: Digest,
+        entry: Option<String>,
+        #[source]
+        source: Box<LimitError>,
+    },
+    #[error(transparent)]
+    Space(LimitError),
     #[error(
         "layer {layer}: uncompressed content has digest {actual}, but the image config says {expected}"
     )]
@@ -98,6 +114,9 @@ pub struct ImageStore {
     pub(crate) snapshots: SnapshotStore,
     pub(crate) registry: RegistryConfig,
     pub(crate) tmp: PathBuf,
+    pub(crate) limits: Limits,
+    /// The free-space reserve every writer of this store is held to.
+    pub(crate) reserve: Arc<Reserve>,
 }
 
 /// The image config fields a container needs, plus identity.
@@ -129,13 +148,23 @@ pub struct PruneReport {
 }
 
 impl ImageStore {
-    /// Open (creating) a store; removes leftovers of writers that died.
+    /// Open (creating) a store with the default limits; removes leftovers
+    /// of writers that died.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, ImageError> {
+        Self::open_with_limits(root, Limits::default())
+    }
+
+    /// Open (creating) a store held to `limits`. A relative `root` is made
+    /// absolute here, once: overlay mounts and short links need it so.
+    pub fn open_with_limits(root: impl Into<PathBuf>, limits: Limits) -> Result<Self, ImageError> {
         let root: PathBuf = root.into();
+        let root = std::path::absolute(&root).map_err(io_err(&root))?;
         fs::create_dir_all(&root).map_err(io_err(&root))?;
         let tmp = root.join("tmp");
         fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-        let content = ContentStore::open(root.join("content/sha256"), tmp.clone())?;
+        let reserve = Arc::new(Reserve::open(&root, limits.min_free).map_err(ImageError::Space)?);
+        let content = ContentStore::open(root.join("content/sha256"), tmp.clone())?
+            .with_reserve(reserve.clone());
         let snapshots = SnapshotStore::open(root.join("snapshots"), root.join("l"), tmp.clone())?;
         let store = ImageStore {
             root,
@@ -143,6 +172,8 @@ impl ImageStore {
             snapshots,
             registry: RegistryConfig::default(),
             tmp,
+            limits,
+            reserve,
         };
         store.clean_tmp();
         Ok(store)
@@ -156,6 +187,16 @@ impl ImageStore {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The limits this store enforces.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The free-space reserve in bytes (0: off).
+    pub fn min_free_bytes(&self) -> u64 {
+        self.reserve.min_free()
     }
 
     /// Remove temp entries of processes that no longer exist.

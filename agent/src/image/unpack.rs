@@ -6,12 +6,19 @@
 //! has `..` or is absolute are refused outright. OCI whiteouts become overlay
 //! whiteouts: `.wh.NAME` a 0/0 character device, `.wh..wh..opq` the
 //! `trusted.overlay.opaque=y` xattr on the directory.
+//!
+//! Writes are bounded (see [`super::space`]): each regular file is charged
+//! whole to the image's budget before its data is written, and the data to
+//! the filesystem's free-space reserve. GNU sparse entries are written
+//! sparse: their holes (which the tar reader yields as zeros) are skipped
+//! with positioned writes and the final size set with `ftruncate`.
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -19,6 +26,8 @@ use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{Mode, SFlag, fchmod, futimens, makedev, mkdirat, mknodat, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
+
+use super::space::{LayerCharge, LimitError, Reserve};
 
 /// Why a layer could not be unpacked.
 #[derive(Debug, thiserror::Error)]
@@ -46,17 +55,39 @@ pub enum UnpackError {
         path: String,
         source: std::io::Error,
     },
+    #[error("layer entry {path:?}")]
+    Limit {
+        path: String,
+        #[source]
+        source: LimitError,
+    },
+}
+
+/// The limits an unpack is held to (none by default).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UnpackLimits<'a> {
+    /// Free space to keep on the snapshot's filesystem.
+    pub reserve: Option<&'a Reserve>,
+    /// The layer's charge to the unpacked-size budget of its image.
+    pub budget: Option<&'a LayerCharge<'a>>,
 }
 
 /// What an unpack produced.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct UnpackStats {
     pub entries: u64,
-    /// Bytes of regular file content written.
+    /// Size of the regular files unpacked (holes of sparse files included).
     pub bytes: u64,
 }
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// What an entry without data is charged to the reserve (an inode, a directory block).
+const ENTRY_COST: u64 = 4096;
+/// File data is copied in pieces of this size.
+const COPY_BUF: usize = 1 << 20;
+/// Holes of sparse files are found at this granularity (a filesystem block).
+const HOLE_BLOCK: usize = 4096;
+static ZEROS: [u8; HOLE_BLOCK] = [0; HOLE_BLOCK];
 const OPAQUE: &[u8] = b".wh..wh..opq";
 
 /// Split an entry path into normal components, refusing `..` and absolute paths.
@@ -79,8 +110,11 @@ fn show(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).into_owned()
 }
 
-struct Unpacker {
+struct Unpacker<'l> {
     root: OwnedFd,
+    limits: UnpackLimits<'l>,
+    /// The copy buffer, reused for every file.
+    buf: Vec<u8>,
     /// The parent directory of the last entry, reused for siblings.
     cached: Option<(Vec<u8>, OwnedFd)>,
     /// Directory mtimes, set at the end (creating children changes them).
@@ -126,7 +160,7 @@ fn beneath(flags: OFlag) -> OpenHow {
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS)
 }
 
-impl Unpacker {
+impl Unpacker<'_> {
     /// Open (creating missing ones) the directory `comps` under the root.
     fn dir(&mut self, entry: &[u8], comps: &[&[u8]]) -> Result<BorrowedFd<'_>, UnpackError> {
         let joined = comps.join(&b'/');
@@ -273,6 +307,9 @@ impl Unpacker {
         let mtime = hdr.mtime().unwrap_or(0) as i64;
         let xattrs = read_xattrs(&mut e);
         stats.entries += 1;
+        if let Some(r) = self.limits.reserve {
+            r.charge(ENTRY_COST).map_err(limit(&raw))?;
+        }
 
         let Some((name, parent)) = comps.split_last() else {
             // "./": the snapshot root itself.
@@ -350,6 +387,16 @@ impl Unpacker {
                 self.dir_times.push((comps.join(&b'/'), mtime));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                // Charged whole before any data is written: an entry that would
+                // cross a limit is refused before it takes any space.
+                let size = e.size();
+                let stored = e.header().entry_size().unwrap_or(size);
+                if let Some(b) = self.limits.budget {
+                    b.charge(size).map_err(limit(&raw))?;
+                }
+                if let Some(r) = self.limits.reserve {
+                    r.charge(stored).map_err(limit(&raw))?;
+                }
                 self.clear(&raw, parent, name, false)?;
                 let pfd = self.dir(&raw, parent)?;
                 let fd = openat(
@@ -363,12 +410,10 @@ impl Unpacker {
                     Mode::from_bits_truncate(0o600),
                 )
                 .map_err(sys(&raw, "create file"))?;
-                let mut f = File::from(fd);
-                let n = std::io::copy(&mut e, &mut f).map_err(|source| UnpackError::Io {
-                    path: show(&raw),
-                    source,
-                })?;
-                stats.bytes += n;
+                let f = File::from(fd);
+                let sparse = kind == tar::EntryType::GNUSparse;
+                stats.bytes +=
+                    copy_data(&mut e, &f, sparse, &mut self.buf, self.limits.reserve, &raw)?;
                 let fd = OwnedFd::from(f);
                 futimens(&fd, &TimeSpec::new(mtime, 0), &TimeSpec::new(mtime, 0))
                     .map_err(sys(&raw, "set times"))?;
@@ -530,6 +575,87 @@ impl Unpacker {
     }
 }
 
+fn limit(path: &[u8]) -> impl Fn(LimitError) -> UnpackError + '_ {
+    move |source| UnpackError::Limit {
+        path: show(path),
+        source,
+    }
+}
+
+/// Read into `buf` until it is full or the input ends; returns the bytes read.
+fn fill(src: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match src.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Copy a file entry's data into `f`, announcing every write to the
+/// reserve. With `sparse`, blocks of zeros are left as holes. Returns the
+/// file's size.
+fn copy_data(
+    src: &mut impl Read,
+    f: &File,
+    sparse: bool,
+    buf: &mut Vec<u8>,
+    reserve: Option<&Reserve>,
+    path: &[u8],
+) -> Result<u64, UnpackError> {
+    let io = |source| UnpackError::Io {
+        path: show(path),
+        source,
+    };
+    let write = |data: &[u8], at: u64| -> Result<(), UnpackError> {
+        if let Some(r) = reserve {
+            r.charge(data.len() as u64).map_err(limit(path))?;
+        }
+        f.write_all_at(data, at).map_err(io)
+    };
+    buf.resize(COPY_BUF, 0);
+    let mut off = 0u64;
+    loop {
+        let n = fill(src, buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        let data = &buf[..n];
+        if sparse {
+            // Buffers are whole multiples of HOLE_BLOCK, so blocks stay aligned to the file.
+            let is_hole = |i: usize| {
+                let end = (i + HOLE_BLOCK).min(n);
+                data[i..end] == ZEROS[..end - i]
+            };
+            let mut i = 0;
+            while i < n {
+                if is_hole(i) {
+                    i += HOLE_BLOCK;
+                    continue;
+                }
+                let start = i;
+                while i < n && !is_hole(i) {
+                    i += HOLE_BLOCK;
+                }
+                let end = i.min(n);
+                write(&data[start..end], off + start as u64)?;
+            }
+        } else {
+            write(data, off)?;
+        }
+        off += n as u64;
+    }
+    if sparse {
+        // A trailing hole: only the size says it is there.
+        f.set_len(off).map_err(io)?;
+    }
+    Ok(off)
+}
+
 fn read_xattrs<R: Read>(e: &mut tar::Entry<'_, R>) -> Vec<(CString, Vec<u8>)> {
     let mut out = Vec::new();
     if let Ok(Some(exts)) = e.pax_extensions() {
@@ -595,8 +721,13 @@ pub(crate) fn remove_contents(dir: OwnedFd) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Unpack the tar stream `reader` into the (empty, existing) directory `dest`.
-pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, UnpackError> {
+/// Unpack the tar stream `reader` into the (empty, existing) directory
+/// `dest`, held to `limits`.
+pub fn unpack_layer<R: Read>(
+    reader: R,
+    dest: &Path,
+    limits: UnpackLimits<'_>,
+) -> Result<UnpackStats, UnpackError> {
     let root = nix::fcntl::open(
         dest,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -609,6 +740,8 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats, Unpa
     })?;
     let mut u = Unpacker {
         root,
+        limits,
+        buf: Vec::new(),
         cached: None,
         dir_times: Vec::new(),
         is_root: Uid::effective().is_root(),
@@ -655,21 +788,104 @@ mod tests {
     fn unpack(
         build: impl FnOnce(&mut tar::Builder<Vec<u8>>),
     ) -> (tempfile::TempDir, Result<UnpackStats, UnpackError>) {
+        unpack_with(build, UnpackLimits::default())
+    }
+
+    fn unpack_with(
+        build: impl FnOnce(&mut tar::Builder<Vec<u8>>),
+        limits: UnpackLimits<'_>,
+    ) -> (tempfile::TempDir, Result<UnpackStats, UnpackError>) {
         let mut b = tar::Builder::new(Vec::new());
         build(&mut b);
         let data = b.into_inner().unwrap();
         let t = tempfile::tempdir().unwrap();
         let dest = t.path().join("fs");
         std::fs::create_dir(&dest).unwrap();
-        let r = unpack_layer(&data[..], &dest);
+        let r = unpack_layer(&data[..], &dest, limits);
         (t, r)
+    }
+
+    /// A GNU sparse entry of `size` bytes with data `regions` (offset, bytes).
+    fn sparse(b: &mut tar::Builder<Vec<u8>>, name: &str, size: u64, regions: &[(u64, &[u8])]) {
+        let data: Vec<u8> = regions.iter().flat_map(|(_, d)| d.to_vec()).collect();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        let g = h.as_gnu_mut().unwrap();
+        g.name[..name.len()].copy_from_slice(name.as_bytes());
+        for (slot, (off, d)) in g.sparse.iter_mut().zip(regions) {
+            slot.set_offset(*off);
+            slot.set_length(d.len() as u64);
+        }
+        g.set_real_size(size);
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+
+    #[test]
+    fn sparse_entries_are_written_sparse() {
+        const SIZE: u64 = 64 << 20;
+        let a = vec![b'a'; 8192];
+        let mut m = vec![0u8; 512];
+        m[..2].copy_from_slice(b"b\n");
+        let c = vec![b'c'; 100];
+        // Every region but the last fills whole 512-byte tar blocks.
+        let (t, r) = unpack(|b| {
+            sparse(
+                b,
+                "sparse",
+                SIZE,
+                &[(0, &a), (40 << 20, &m), (SIZE - 100, &c)],
+            )
+        });
+        let stats = r.unwrap();
+        assert_eq!(stats.bytes, SIZE);
+        let path = t.path().join("fs/sparse");
+        let m = std::fs::metadata(&path).unwrap();
+        assert_eq!(m.len(), SIZE);
+        assert!(
+            m.blocks() * 512 <= 256 << 10,
+            "{} bytes allocated for 10 KiB of data",
+            m.blocks() * 512
+        );
+        let got = std::fs::read(&path).unwrap();
+        let mut want = vec![0u8; SIZE as usize];
+        want[..8192].copy_from_slice(&a);
+        want[40 << 20..(40 << 20) + 2].copy_from_slice(b"b\n");
+        want[(SIZE - 100) as usize..].copy_from_slice(&c);
+        assert!(got == want, "sparse file content differs");
+    }
+
+    #[test]
+    fn limits_refuse_an_entry_before_writing_it() {
+        let budget = crate::image::space::ImageBudget::new("img", 1 << 20);
+        let charge = budget.layer();
+        let limits = UnpackLimits {
+            reserve: None,
+            budget: Some(&charge),
+        };
+        let (t, r) = unpack_with(
+            |b| {
+                entry(b, tar::EntryType::Regular, "small", None, b"x", 0o644);
+                // A trailing hole is a last, empty region at the end.
+                sparse(b, "huge", 1 << 40, &[(0, b"y"), (1 << 40, b"")]);
+            },
+            limits,
+        );
+        assert!(
+            matches!(&r, Err(UnpackError::Limit { path, source: LimitError::ImageSize { limit } }) if path == "huge" && *limit == 1 << 20),
+            "{r:?}"
+        );
+        assert!(!t.path().join("fs/huge").exists());
     }
 
     #[test]
     fn whiteouts_modes_links() {
-        if !Uid::effective().is_root() {
-            return;
-        }
+        husk_tests::require_root!();
         let (t, r) = unpack(|b| {
             entry(b, tar::EntryType::Directory, "d/", None, b"", 0o750);
             entry(b, tar::EntryType::Regular, "d/f", None, b"hi", 0o4755);

@@ -70,6 +70,8 @@ pub struct LinkInfo {
     pub kind: Option<String>,
     /// Index of its bridge, if enslaved.
     pub master: Option<u32>,
+    /// IFLA_LINK: for a veth, its peer's index (in the peer's namespace).
+    pub link: Option<u32>,
 }
 
 impl LinkInfo {
@@ -81,6 +83,7 @@ impl LinkInfo {
             mtu: 0,
             kind: None,
             master: None,
+            link: None,
         };
         for a in &m.attributes {
             match a {
@@ -94,6 +97,7 @@ impl LinkInfo {
                 }
                 LinkAttribute::Mtu(m) => li.mtu = *m,
                 LinkAttribute::Controller(c) => li.master = Some(*c),
+                LinkAttribute::Link(l) => li.link = Some(*l),
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         if let NlLinkInfo::Kind(k) = i {
@@ -157,6 +161,20 @@ impl Netlink {
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
             Err(source) => Err(NetlinkError::Request {
                 what: format!("get link {name}"),
+                source,
+            }),
+        }
+    }
+
+    /// The link with index `index`, if it exists.
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<LinkInfo>, NetlinkError> {
+        let mut s = self.handle.link().get().match_index(index).execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(Some(LinkInfo::from_msg(&m))),
+            Ok(None) => Ok(None),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(source) => Err(NetlinkError::Request {
+                what: format!("get link {index}"),
                 source,
             }),
         }

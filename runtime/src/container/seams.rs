@@ -9,6 +9,8 @@ pub use crate::cgroups::CgroupError;
 
 pub use crate::hooks::HookKind as HookPoint;
 
+use crate::cgroups::devices;
+
 /// The hooks of one kind from a spec.
 pub fn hooks_of(spec: &Spec, point: HookPoint) -> &[Hook] {
     let Some(h) = spec.hooks() else { return &[] };
@@ -61,8 +63,11 @@ pub fn validate(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<(), ContainerErr
     if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
         crate::seccomp::validate(s).map_err(ContainerError::InvalidSeccomp)?;
     }
-    if let (Some(cg), Some(r)) = (cgroup, linux.and_then(|l| l.resources().as_ref())) {
-        cg.validate(r).map_err(ContainerError::InvalidResources)?;
+    if let Some(cg) = cgroup {
+        // With the device policy set_resources will apply, so a host that
+        // cannot enforce it (no devices controller) is refused up front.
+        let r = devices::container_resources(linux.and_then(|l| l.resources().as_ref()));
+        cg.validate(&r).map_err(ContainerError::InvalidResources)?;
     }
     Ok(())
 }
@@ -78,12 +83,19 @@ pub type Cgroup = Box<dyn crate::cgroups::CgroupManager>;
 /// Resolve a container's cgroup (creates nothing). Every container gets one,
 /// as with runc: without a cgroupsPath, runc's default path for the id.
 pub fn open_cgroup(path: Option<&str>, id: &str) -> Result<Option<Cgroup>, CgroupError> {
+    // The error names its field (linux.cgroupsPath) or the layout problem itself.
     crate::cgroups::open(path, id).map(Some)
 }
 
 /// The lifecycle's names for the cgroup operations.
 pub trait CgroupExt {
+    /// Move the container's first process in and put its device policy in
+    /// place at once (deny-all plus runc's defaults): the container is
+    /// default-deny even when the spec has no resources and
+    /// [`CgroupExt::set_resources`] is never called.
     fn apply_pid(&self, pid: i32) -> Result<(), CgroupError>;
+    /// Set the spec's resources, with its device rules inside the whole
+    /// container policy ([`devices::container_resources`]).
     fn set_resources(&self, r: &LinuxResources) -> Result<(), CgroupError>;
     fn list_pids(&self) -> Result<Vec<i32>, CgroupError>;
     fn freeze_all(&self) -> Result<(), CgroupError>;
@@ -93,10 +105,11 @@ pub trait CgroupExt {
 
 impl CgroupExt for Cgroup {
     fn apply_pid(&self, pid: i32) -> Result<(), CgroupError> {
-        self.apply(pid)
+        self.apply(pid)?;
+        self.set(&devices::container_resources(None))
     }
     fn set_resources(&self, r: &LinuxResources) -> Result<(), CgroupError> {
-        self.set(&crate::cgroups::devices::with_default_devices(r))
+        self.set(&devices::container_resources(Some(r)))
     }
     fn list_pids(&self) -> Result<Vec<i32>, CgroupError> {
         self.pids()

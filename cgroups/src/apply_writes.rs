@@ -24,7 +24,7 @@ pub fn write_one(dir: &Path, w: &Write) -> Result<(), CgroupError> {
             format!("{} does not exist", path.display()),
         ));
     }
-    std::fs::write(&path, &w.value).map_err(|source| {
+    super::fs::write_existing(&path, &w.value).map_err(|source| {
         if source.kind() == ErrorKind::NotFound {
             CgroupError::unsupported(&w.field, format!("{} does not exist", path.display()))
         } else {

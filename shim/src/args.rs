@@ -1,0 +1,117 @@
+//! The command line (no clap: a per-container process stays small).
+
+use std::path::PathBuf;
+
+use crate::error::ShimError;
+
+/// What the shim was asked to run.
+#[derive(Debug)]
+pub struct Args {
+    pub runtime: PathBuf,
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub dir: PathBuf,
+    pub log_path: PathBuf,
+    pub stdin: bool,
+    pub exec: Option<PathBuf>,
+    pub log_limit: usize,
+}
+
+pub const USAGE: &str = "usage: husk-shim --runtime PATH --root DIR --id ID --bundle DIR --dir SHIM_DIR \
+--log-path FILE [--stdin] [--exec PROCESS_JSON] [--log-limit BYTES]";
+
+impl Args {
+    /// Parse `argv[1..]`: `--flag value` or `--flag=value`.
+    pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, ShimError> {
+        let mut v: [Option<String>; 8] = Default::default();
+        const NAMES: [&str; 8] = [
+            "runtime",
+            "root",
+            "id",
+            "bundle",
+            "dir",
+            "log-path",
+            "exec",
+            "log-limit",
+        ];
+        let mut stdin = false;
+        while let Some(a) = it.next() {
+            let Some(flag) = a.strip_prefix("--") else {
+                return Err(ShimError::Usage(format!("unexpected argument {a:?}")));
+            };
+            if flag == "stdin" {
+                stdin = true;
+                continue;
+            }
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, val)) => (n, Some(val.to_string())),
+                None => (flag, None),
+            };
+            let i = NAMES
+                .iter()
+                .position(|n| *n == name)
+                .ok_or_else(|| ShimError::Usage(format!("unknown flag --{name}")))?;
+            let val = match inline {
+                Some(x) => x,
+                None => it
+                    .next()
+                    .ok_or_else(|| ShimError::Usage(format!("--{name} needs a value")))?,
+            };
+            v[i] = Some(val);
+        }
+        let mut need = |i: usize| {
+            v[i].take()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| ShimError::Usage(format!("--{} is required", NAMES[i])))
+        };
+        let args = Args {
+            runtime: need(0)?.into(),
+            root: need(1)?.into(),
+            id: need(2)?,
+            bundle: need(3)?.into(),
+            dir: need(4)?.into(),
+            log_path: need(5)?.into(),
+            exec: v[6].take().map(PathBuf::from),
+            log_limit: match v[7].take() {
+                Some(s) => s.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ShimError::Usage(format!("--log-limit: {s:?} is not a positive number"))
+                })?,
+                None => husk_shim::DEFAULT_LOG_LIMIT,
+            },
+            stdin,
+        };
+        Ok(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Args, ShimError> {
+        Args::parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn parses_flags() {
+        let a = parse("--runtime /h --root=/r --id c --bundle /b --dir /d --log-path /l --stdin --log-limit 10").unwrap();
+        assert_eq!(a.root, PathBuf::from("/r"));
+        assert!(a.stdin);
+        assert_eq!(a.log_limit, 10);
+        assert!(a.exec.is_none());
+    }
+
+    #[test]
+    fn names_the_missing_or_bad_flag() {
+        let e = parse("--runtime /h --root /r").unwrap_err().to_string();
+        assert!(e.contains("--id is required"), "{e}");
+        let e = parse("--bogus 1").unwrap_err().to_string();
+        assert!(e.contains("--bogus"), "{e}");
+        let e =
+            parse("--runtime /h --root /r --id c --bundle /b --dir /d --log-path /l --log-limit 0")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("--log-limit"), "{e}");
+    }
+}
