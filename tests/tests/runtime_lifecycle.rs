@@ -351,8 +351,7 @@ fn list_shows_a_corrupt_state_and_delete_force_removes_it() {
 fn errors_print_each_cause_once() {
     require_root!();
     if !husk_tests::oci::is_husk() {
-        eprintln!("skipped: husk's wording");
-        return;
+        husk_tests::skip!("husk-only", "checks husk's error wording");
     }
     let rt = Runtime::new();
     let dir = tempfile::tempdir().unwrap();
