@@ -72,13 +72,10 @@ impl Drop for LoopDev {
     }
 }
 
-/// Run the attack in a husk container whose `linux.resources` is what
-/// `resources` makes for the device (None: no resources at all). Returns
-/// husk's output and the device.
-fn attack(resources: impl FnOnce(&LoopDev) -> Option<Value>) -> (Output, LoopDev) {
-    let disk = LoopDev::new();
-    let rt = Runtime::husk();
-    let script = format!(
+/// The attacker's script: make a node for `disk` and read it; show that the
+/// default devices work.
+fn attack_script(disk: &LoopDev) -> String {
+    format!(
         "mknod /dev/hostdisk b {maj} {min} || {{ echo mknod-failed; exit 90; }}
          echo ok > /dev/null && echo \"zero=$(head -c 3 /dev/zero | wc -c)\"
          head -c {len} /dev/hostdisk
@@ -86,13 +83,29 @@ fn attack(resources: impl FnOnce(&LoopDev) -> Option<Value>) -> (Output, LoopDev
         maj = disk.major,
         min = disk.minor,
         len = disk.marker.len(),
-    );
-    let mut config = default_config(&rt.cgroup().path("dev"), &["/bin/sh", "-c", &script]);
+    )
+}
+
+/// A container config for the attacker: root with CAP_MKNOD on a read-only
+/// busybox rootfs, in a cgroup of `rt`'s test subtree.
+fn attacker_config(rt: &Runtime, args: &[&str]) -> Value {
+    let mut config = default_config(&rt.cgroup().path("dev"), args);
     config["root"] = json!({"path": husk_tests::rootfs::shared_busybox_rootfs(), "readonly": true});
     let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_MKNOD"]);
     for set in ["bounding", "effective", "permitted"] {
         config["process"]["capabilities"][set] = caps.clone();
     }
+    config
+}
+
+/// Run the attack in a husk container whose `linux.resources` is what
+/// `resources` makes for the device (None: no resources at all). Returns
+/// husk's output and the device.
+fn attack(resources: impl FnOnce(&LoopDev) -> Option<Value>) -> (Output, LoopDev) {
+    let disk = LoopDev::new();
+    let rt = Runtime::husk();
+    let script = attack_script(&disk);
+    let mut config = attacker_config(&rt, &["/bin/sh", "-c", &script]);
     if let Some(r) = resources(&disk) {
         config["linux"]["resources"] = r;
     }
@@ -102,9 +115,38 @@ fn attack(resources: impl FnOnce(&LoopDev) -> Option<Value>) -> (Output, LoopDev
     (out, disk)
 }
 
+/// `husk update` with only allow rules, then the attack through `husk exec`:
+/// the update's rules join the container's policy (deny-all first, the
+/// defaults last) instead of replacing it, so the disk stays out of reach
+/// and /dev/zero keeps working. (On v2 the filter is replaced whole: an
+/// update that installed only its own rules cut off the default devices.)
+fn update_keeps_the_device_policy() {
+    let disk = LoopDev::new();
+    let rt = Runtime::husk();
+    let bundle = Bundle::from_config(attacker_config(&rt, &["sleep", "300"]));
+    let id = format!("devupd-{}", husk_tests::unique_suffix());
+    rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &id]);
+    let update = tempfile::NamedTempFile::new().expect("resources file");
+    std::fs::write(update.path(), allow_rules_only().to_string()).expect("write resources");
+    rt.ok(&[
+        "update",
+        "--resources",
+        &update.path().to_string_lossy(),
+        &id,
+    ]);
+    let script = attack_script(&disk);
+    let out = rt.out(&["exec", &id, "/bin/sh", "-c", &script]);
+    rt.out(&["delete", "--force", &id]);
+    check_denied(&out, &disk);
+}
+
 /// The attack fails with EPERM and the default devices still work.
 fn denied(resources: Option<Value>) {
     let (out, disk) = attack(|_| resources);
+    check_denied(&out, &disk);
+}
+
+fn check_denied(out: &Output, disk: &LoopDev) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let ctx = format!(
@@ -213,4 +255,16 @@ fn v2_with_only_allow_rules_a_host_disk_cannot_be_read() {
 fn v2_a_device_the_spec_allows_can_be_read() {
     require_cgroup_v2!();
     allowed_when_the_spec_says_so();
+}
+
+#[test]
+fn v1_an_update_with_allow_rules_keeps_the_host_disk_denied() {
+    require_cgroup_v1!();
+    update_keeps_the_device_policy();
+}
+
+#[test]
+fn v2_an_update_with_allow_rules_keeps_the_host_disk_denied() {
+    require_cgroup_v2!();
+    update_keeps_the_device_policy();
 }
