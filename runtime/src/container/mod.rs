@@ -93,6 +93,8 @@ pub(crate) struct InitContext<'a> {
     pub console: Option<&'a OwnedFd>,
     pub state_dir: Option<&'a OwnedFd>,
     pub trampoline: &'a OwnedFd,
+    /// The seccomp filter, compiled before the clone.
+    pub seccomp: Option<&'a crate::seccomp::SeccompProgram>,
 }
 
 /// Create a container: validate, set up its state, spawn its init and wait
@@ -114,7 +116,8 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
         .map(|p| p.to_string_lossy().into_owned());
     let cgroup =
         seams::open_cgroup(cgroups_path.as_deref(), &opts.id).map_err(ContainerError::Cgroup)?;
-    seams::validate(&bundle.spec, cgroup.as_ref()).map_err(ContainerError::Invalid)?;
+    let seccomp =
+        seams::validate(&bundle.spec, cgroup.as_ref()).map_err(ContainerError::Invalid)?;
     // Without a console socket, a private socketpair: the init sends the
     // master to `tty_socket`, kept here.
     let (console, tty_socket) = match &opts.console_socket {
@@ -139,6 +142,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
         console.as_ref(),
         cgroup.as_ref(),
         cgroups_path,
+        seccomp.as_ref(),
         &mut guard,
     );
     drop(console);
@@ -194,6 +198,7 @@ impl Cleanup<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn(
     bundle: &Bundle,
     plan: &Plan,
@@ -201,6 +206,7 @@ fn spawn(
     console: Option<&OwnedFd>,
     cgroup: Option<&Cgroup>,
     cgroups_path: Option<String>,
+    seccomp: Option<&crate::seccomp::SeccompProgram>,
     guard: &mut Cleanup<'_>,
 ) -> Result<State, ContainerError> {
     let locked = guard.locked.as_ref().expect("held");
@@ -223,6 +229,7 @@ fn spawn(
         console,
         state_dir: Some(&state_dir),
         trampoline: &trampoline,
+        seccomp,
     };
     // Without namespaces to join or a user namespace to map, the init is
     // cloned straight into its new namespaces: no first stage to clone, wait
@@ -296,8 +303,9 @@ fn spawn(
                 for point in [HookPoint::Prestart, HookPoint::CreateRuntime] {
                     let hooks = seams::hooks_of(spec, point);
                     if !hooks.is_empty() {
+                        // `created`: see init::run_container_hooks.
                         let json =
-                            serde_json::to_vec(&state.oci(Status::Creating)).unwrap_or_default();
+                            serde_json::to_vec(&state.oci(Status::Created)).unwrap_or_default();
                         seams::run_hooks(point, hooks, &json).map_err(ContainerError::Hook)?;
                     }
                 }

@@ -4,6 +4,8 @@
 
 use oci_spec::runtime::{Hook, LinuxResources, LinuxSeccomp, Spec};
 
+use crate::seccomp::SeccompProgram;
+
 pub use crate::hooks::HookKind as HookPoint;
 
 /// The hooks of one kind from a spec.
@@ -26,11 +28,20 @@ pub fn run_hooks(point: HookPoint, hooks: &[Hook], state_json: &[u8]) -> Result<
     if hooks.is_empty() {
         return Ok(());
     }
+    if !point.failure_is_fatal() {
+        // poststart/poststop: each failure is a warning and the rest still run.
+        for e in crate::hooks::run_all(point, hooks, state_json) {
+            crate::logging::warn(&format!("{point} hook: {e}"));
+        }
+        return Ok(());
+    }
     crate::hooks::run(point, hooks, state_json).map_err(|e| format!("{point} hook: {e}"))
 }
 
-/// Check hooks, seccomp and resources before anything is created.
-pub fn validate(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<(), String> {
+/// Check hooks, seccomp and resources before anything is created; returns
+/// the compiled seccomp filter (compiled here once, before the clone: the
+/// init only loads it).
+pub fn validate(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<Option<SeccompProgram>, String> {
     for point in [
         HookPoint::Prestart,
         HookPoint::CreateRuntime,
@@ -45,19 +56,19 @@ pub fn validate(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<(), String> {
         }
     }
     let linux = spec.linux().as_ref();
-    if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
-        crate::seccomp::validate(s).map_err(|e| format!("config.json: linux.seccomp: {e}"))?;
-    }
     if let (Some(cg), Some(r)) = (cgroup, linux.and_then(|l| l.resources().as_ref())) {
         cg.validate(r)
             .map_err(|e| format!("config.json: linux.resources: {e}"))?;
     }
-    Ok(())
+    compile_seccomp(linux.and_then(|l| l.seccomp().as_ref()))
 }
 
-/// Load a seccomp filter into the calling process.
-pub fn apply_seccomp(seccomp: &LinuxSeccomp) -> Result<(), String> {
-    crate::seccomp::apply(seccomp).map_err(|e| format!("seccomp: {e}"))
+/// Compile `linux.seccomp` (validating it), for the process to load before exec.
+pub fn compile_seccomp(seccomp: Option<&LinuxSeccomp>) -> Result<Option<SeccompProgram>, String> {
+    seccomp
+        .map(crate::seccomp::compile)
+        .transpose()
+        .map_err(|e| format!("config.json: linux.seccomp: {e}"))
 }
 
 /// A container's cgroup.
