@@ -197,3 +197,34 @@ fn without_a_mount_namespace_the_container_runs_chrooted_in_the_callers() {
         );
     }
 }
+
+#[test]
+fn devices_get_their_exact_mode_and_owner_in_a_new_directory() {
+    require_root!();
+    let (o, _b) = husk_tests::oci::run_once(
+        &[
+            "stat",
+            "-c",
+            "%n %F %t %T %a %u %g",
+            "/dev/null",
+            "/dev/custom/fuse",
+        ],
+        |c| {
+            c["linux"]["devices"] = json!([{"path": "/dev/custom/fuse", "type": "c",
+                "major": 10, "minor": 229, "fileMode": 0o640, "uid": 1000, "gid": 1001}]);
+        },
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "/dev/null character special file 1 3 666 0 0",
+            "/dev/custom/fuse character special file a e5 640 1000 1001"
+        ]
+    );
+}

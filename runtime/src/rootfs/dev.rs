@@ -1,10 +1,10 @@
 //! /dev inside the container: the default device nodes and links, and
 //! `linux.devices` (mknod, or bind mounts inside a user namespace).
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 
-use nix::fcntl::{AtFlags, OFlag};
+use nix::fcntl::AtFlags;
 use nix::mount::MsFlags;
 use nix::sys::stat::{Mode, SFlag, makedev, mknodat};
 use nix::unistd::{Gid, Uid};
@@ -30,22 +30,42 @@ pub fn create_devices(
     devices: &[LinuxDevice],
     in_userns: bool,
 ) -> Result<(), RootfsError> {
+    if in_userns {
+        for (path, ..) in DEFAULT_DEVICES {
+            if !devices.iter().any(|d| d.path() == Path::new(path)) {
+                bind_device(root, Path::new(path), Path::new(path))?;
+            }
+        }
+        for d in devices {
+            bind_device(root, d.path(), d.path())?;
+        }
+        return Ok(());
+    }
+    // mknod honours the umask: none while the nodes are made, so they get
+    // their exact mode without a chmod.
+    let umask = nix::sys::stat::umask(Mode::empty());
+    let result = make_nodes(root, devices);
+    nix::sys::stat::umask(umask);
+    result
+}
+
+fn make_nodes(root: &Root, devices: &[LinuxDevice]) -> Result<(), RootfsError> {
+    let mut dirs = Dirs::default();
     for (path, major, minor) in DEFAULT_DEVICES {
         if devices.iter().any(|d| d.path() == Path::new(path)) {
             continue;
         }
-        let dest = Path::new(path);
-        if in_userns {
-            bind_device(root, dest, dest)?;
-        } else {
-            make_node(root, dest, SFlag::S_IFCHR, *major, *minor, 0o666, 0, 0)?;
-        }
+        let node = Node {
+            kind: SFlag::S_IFCHR,
+            major: *major,
+            minor: *minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        make_node(root, &mut dirs, Path::new(path), node)?;
     }
     for d in devices {
-        if in_userns {
-            bind_device(root, d.path(), d.path())?;
-            continue;
-        }
         let kind = match d.typ() {
             LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
             LinuxDeviceType::B => SFlag::S_IFBLK,
@@ -57,74 +77,75 @@ pub fn create_devices(
                 });
             }
         };
-        make_node(
-            root,
-            d.path(),
+        let node = Node {
             kind,
-            d.major() as u64,
-            d.minor() as u64,
-            d.file_mode().unwrap_or(0o666),
-            d.uid().unwrap_or(0),
-            d.gid().unwrap_or(0),
-        )?;
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        };
+        make_node(root, &mut dirs, d.path(), node)?;
     }
     Ok(())
 }
 
-/// mknod in the directory resolved inside the rootfs, then the exact mode
-/// (mknod honours the umask) and owner, set on the node just made (opened
-/// without following symlinks).
-#[allow(clippy::too_many_arguments)]
-fn make_node(
-    root: &Root,
-    path: &Path,
+struct Node {
     kind: SFlag,
     major: u64,
     minor: u64,
     mode: u32,
     uid: u32,
     gid: u32,
-) -> Result<(), RootfsError> {
+}
+
+/// The directory of the last device made (nearly all are in /dev).
+#[derive(Default)]
+struct Dirs {
+    last: Option<(std::path::PathBuf, std::os::fd::OwnedFd)>,
+}
+
+/// mknod in the directory resolved inside the rootfs (with no umask in
+/// force, so the mode is exact), then the owner if it is not root, set on the
+/// node itself (never through a symlink).
+fn make_node(root: &Root, dirs: &mut Dirs, path: &Path, n: Node) -> Result<(), RootfsError> {
     let err = |op, source: nix::Error| RootfsError::Io {
         op,
         path: root.display(path),
         source: source.into(),
     };
-    let (dir, name) = parent_of(root, path).map_err(|source| RootfsError::Io {
-        op: "create device directory",
-        path: root.display(path),
-        source,
-    })?;
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let dir = match dirs.last.take() {
+        Some((p, fd)) if p == parent => fd,
+        _ => {
+            parent_of(root, path)
+                .map_err(|source| RootfsError::Io {
+                    op: "create device directory",
+                    path: root.display(path),
+                    source,
+                })?
+                .0
+        }
+    };
+    let dir = &dirs.last.insert((parent.to_path_buf(), dir)).1;
+    let name = path
+        .file_name()
+        .ok_or_else(|| err("mknod", nix::Error::EINVAL))?;
     let _ = nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-    let perm = Mode::from_bits_truncate(mode & 0o7777);
-    mknodat(dir.as_fd(), name, kind, perm, makedev(major, minor)).map_err(|e| err("mknod", e))?;
-    let node = nix::fcntl::openat(
-        dir.as_fd(),
-        name,
-        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| err("open device node", e))?;
-    let st = nix::sys::stat::fstat(&node).map_err(|e| err("stat device node", e))?;
-    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != kind {
-        return Err(err("check device node", nix::Error::EEXIST));
+    let perm = Mode::from_bits_truncate(n.mode & 0o7777);
+    mknodat(dir.as_fd(), name, n.kind, perm, makedev(n.major, n.minor))
+        .map_err(|e| err("mknod", e))?;
+    if n.uid != 0 || n.gid != 0 {
+        nix::unistd::fchownat(
+            dir.as_fd(),
+            name,
+            Some(Uid::from_raw(n.uid)),
+            Some(Gid::from_raw(n.gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| err("chown", e))?;
     }
-    let proc_path = format!("/proc/self/fd/{}", node.as_raw_fd());
-    nix::sys::stat::fchmodat(
-        nix::fcntl::AT_FDCWD,
-        proc_path.as_str(),
-        perm,
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
-    )
-    .map_err(|e| err("chmod", e))?;
-    nix::unistd::fchownat(
-        node.as_fd(),
-        "",
-        Some(Uid::from_raw(uid)),
-        Some(Gid::from_raw(gid)),
-        AtFlags::AT_EMPTY_PATH,
-    )
-    .map_err(|e| err("chown", e))
+    Ok(())
 }
 
 fn bind_device(root: &Root, host: &Path, dest: &Path) -> Result<(), RootfsError> {

@@ -7,7 +7,7 @@ use nix::mount::{MsFlags, mount};
 use oci_spec::runtime::Mount;
 
 use super::RootfsError;
-use super::resolve::{Root, fd_path};
+use super::resolve::{Root, fd_path, subdir};
 
 /// Mount flags and data parsed from a mount's options.
 #[derive(Debug, Clone)]
@@ -305,6 +305,8 @@ fn mount_cgroup(
         base,
         Some("mode=755"),
     )?;
+    // The tmpfs just mounted, where the hierarchies' directories are made.
+    let dir = resolve(root, dest)?;
     let info = crate::sys::read_proc("/proc/self/mountinfo").map_err(|e| RootfsError::Io {
         op: "read",
         path: "/proc/self/mountinfo".into(),
@@ -326,8 +328,13 @@ fn mount_cgroup(
             continue;
         }
         let sub = dest.join(name);
-        let sub_fd = target(root, &sub, false)?;
         let sub_shown = root.display(&sub);
+        let sub_fd =
+            subdir(&dir, std::ffi::OsStr::new(name)).map_err(|source| RootfsError::Io {
+                op: "create mount point",
+                path: sub_shown.clone(),
+                source,
+            })?;
         if cgroupns {
             let data: Vec<&str> = super_opts
                 .split(',')
@@ -355,7 +362,6 @@ fn mount_cgroup(
     }
     // cpu -> cpu,cpuacct and friends, made in the tmpfs just mounted.
     if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-        let dir = resolve(root, dest)?;
         for e in rd.flatten() {
             if e.file_type().map(|t| t.is_symlink()).unwrap_or(false) {
                 if let Ok(t) = std::fs::read_link(e.path()) {

@@ -61,9 +61,10 @@ impl Root {
     }
 
     /// Like [`Root::resolve`], creating what is missing: directories, and the
-    /// last component as an empty file when `file` is set. Each component is
-    /// created in the directory fd the previous step resolved, and then
-    /// looked up again from the rootfs, so no step can leave it.
+    /// last component as an empty file when `file` is set. A missing
+    /// component is made in the directory fd its parent resolved to (made
+    /// first if it is missing too), then looked up again from the rootfs, so
+    /// no step can leave it.
     pub fn create(&self, path: &Path, file: bool) -> io::Result<OwnedFd> {
         self.create_following(path, file, 0)
     }
@@ -72,57 +73,35 @@ impl Root {
     /// target (so that its target gets created, inside the root, as
     /// securejoin-based runtimes do), at most 40 times.
     fn create_following(&self, path: &Path, file: bool, links: usize) -> io::Result<OwnedFd> {
-        match self.resolve(path) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        let missing = match self.resolve(path) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => e,
             other => return other,
+        };
+        let Some(Component::Normal(name)) = path.components().next_back() else {
+            return Err(missing);
+        };
+        let parent_path = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("/"),
+        };
+        let parent = self.create_following(parent_path, false, links)?;
+        let made = if file {
+            create_file(parent.as_raw_fd(), name)
+        } else {
+            mkdir(parent.as_raw_fd(), name)
+        };
+        match made {
+            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
+            _ => {}
         }
-        let parts: Vec<Component<'_>> = path
-            .components()
-            .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
-            .collect();
-        let mut cur = self.resolve(Path::new("/"))?;
-        let mut prefix = PathBuf::from("/");
-        for (i, c) in parts.iter().enumerate() {
-            prefix.push(c.as_os_str());
-            match self.resolve(&prefix) {
-                Ok(fd) => {
-                    cur = fd;
-                    continue;
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(e),
+        match self.resolve(path) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && links < 40 => {
+                // It exists but does not resolve: a dangling symlink.
+                let target = readlinkat(parent.as_raw_fd(), name).map_err(|_| e)?;
+                self.create_following(&parent_path.join(target), file, links + 1)
             }
-            let Component::Normal(name) = c else {
-                return Err(io::Error::from_raw_os_error(libc::ENOENT));
-            };
-            let last = i + 1 == parts.len();
-            let made = if file && last {
-                create_file(cur.as_raw_fd(), name)
-            } else {
-                mkdir(cur.as_raw_fd(), name)
-            };
-            match made {
-                Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
-                _ => {}
-            }
-            cur = match self.resolve(&prefix) {
-                Ok(fd) => fd,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && links < 40 => {
-                    // It exists but does not resolve: a dangling symlink.
-                    let target = readlinkat(cur.as_raw_fd(), name).map_err(|_| e)?;
-                    let mut next = match prefix.parent() {
-                        Some(dir) => dir.join(&target),
-                        None => target,
-                    };
-                    for rest in &parts[i + 1..] {
-                        next.push(rest.as_os_str());
-                    }
-                    return self.create_following(&next, file, links + 1);
-                }
-                Err(e) => return Err(e),
-            };
+            other => other,
         }
-        Ok(cur)
     }
 
     /// Whether `fd` is the rootfs directory itself.
@@ -248,6 +227,25 @@ fn file_id(fd: RawFd) -> io::Result<(u64, u64)> {
         return Err(io::Error::last_os_error());
     }
     Ok((st.st_dev, st.st_ino))
+}
+
+/// A directory `name` made (if missing) in `dir` and opened without
+/// following a symlink: for a tmpfs the runtime has just mounted, where
+/// nothing else can have placed a symlink.
+pub fn subdir(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
+    match mkdir(dir.as_raw_fd(), name) {
+        Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
+        _ => {}
+    }
+    let c = cstr(name)?;
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: openat reads the NUL-terminated name; we own the fd it returns.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// (parent fd, last component) of `path` in `root`, the parent created if
