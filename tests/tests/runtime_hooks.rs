@@ -245,6 +245,11 @@ fn a_hook_timeout_fails_create() {
 #[test]
 fn failing_poststart_and_poststop_hooks_warn_and_the_rest_still_run() {
     require_root!();
+    if !is_husk() {
+        // runc 1.1 runs poststart hooks in `create` and fails it on one.
+        eprintln!("skipped: husk-specific (runc 1.1 fails create on a poststart hook)");
+        return;
+    }
     let rt = Runtime::new();
     let mut bundle = Bundle::new(&rt, "c", &["sleep", "300"]);
     let markers = markers_dir();

@@ -130,13 +130,18 @@ fn root_tags(prop: &str) -> String {
 #[test]
 fn rootfs_propagation_is_what_the_containers_root_gets() {
     require_root!();
-    for prop in ["shared", "rshared"] {
-        let tags = root_tags(prop);
-        assert!(tags.starts_with("shared:"), "{prop}: {tags:?}");
-    }
-    for prop in ["unbindable", "runbindable"] {
-        let tags = root_tags(prop);
-        assert_eq!(tags, "unbindable", "{prop}");
+    // runc 1.1 has both defects this guards against: it leaves the new
+    // root private whatever was asked, and fails with unbindable (EINVAL on
+    // the rootfs bind).
+    if husk_tests::oci::is_husk() {
+        for prop in ["shared", "rshared"] {
+            let tags = root_tags(prop);
+            assert!(tags.starts_with("shared:"), "{prop}: {tags:?}");
+        }
+        for prop in ["unbindable", "runbindable"] {
+            let tags = root_tags(prop);
+            assert_eq!(tags, "unbindable", "{prop}");
+        }
     }
     for prop in ["private", "rprivate"] {
         assert_eq!(root_tags(prop), "", "{prop}");

@@ -330,6 +330,11 @@ const SETUP_CALLS: &[&str] = &[
 #[test]
 fn a_profile_denying_the_runtimes_setup_calls_still_starts_the_container() {
     require_root!();
+    if !is_husk() {
+        // runc 1.1 loads the filter before its own setgroups/setuid/chdir.
+        eprintln!("skipped: husk-specific (runc 1.1 loads the filter before its own setup)");
+        return;
+    }
     for (nnp, uid) in [(false, 0), (true, 0), (false, 1000), (true, 1000)] {
         let (out, _b) = run_once(&["echo", "started"], |c| {
             c["linux"]["seccomp"] = deny(SETUP_CALLS, json!({}));
@@ -359,12 +364,16 @@ fn a_profile_that_kills_every_call_is_reported_as_seccomp() {
             c["process"]["noNewPrivileges"] = json!(nnp);
         });
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(128 + libc::SIGSYS),
-            "noNewPrivileges {nnp}: {err}"
-        );
+        assert!(!out.status.success(), "noNewPrivileges {nnp}: {err}");
         if is_husk() {
+            // Killed at its first call under the filter: 128 + SIGSYS, as
+            // `run` reports any death by signal (runc fails its own init
+            // then, as it loads the filter before waiting for start).
+            assert_eq!(
+                out.status.code(),
+                Some(128 + libc::SIGSYS),
+                "noNewPrivileges {nnp}: {err}"
+            );
             assert!(
                 err.contains("killed by seccomp (SIGSYS)"),
                 "noNewPrivileges {nnp}: {err}"
