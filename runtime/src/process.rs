@@ -156,6 +156,16 @@ impl CapSets {
 
     /// Set the effective, permitted, inheritable and ambient sets (after the uid change).
     pub fn apply(&self) -> Result<(), ProcessError> {
+        self.apply_keeping(None)
+    }
+
+    /// [`CapSets::apply`], also keeping `extra` permitted and effective
+    /// (until a later `apply` drops it).
+    pub fn apply_keeping(&self, extra: Option<Capability>) -> Result<(), ProcessError> {
+        let mut permitted = self.permitted.clone();
+        let mut effective = self.effective.clone();
+        permitted.extend(extra);
+        effective.extend(extra);
         let err = |what: &str| {
             let what = what.to_string();
             move |e: caps::errors::CapsError| ProcessError::Caps(format!("set {what}: {e}"))
@@ -163,9 +173,9 @@ impl CapSets {
         // Permitted must be a superset of effective and inheritable first.
         caps::set(None, CapSet::Effective, &HashSet::new()).map_err(err("effective"))?;
         caps::set(None, CapSet::Inheritable, &HashSet::new()).map_err(err("inheritable"))?;
-        caps::set(None, CapSet::Permitted, &self.permitted).map_err(err("permitted"))?;
+        caps::set(None, CapSet::Permitted, &permitted).map_err(err("permitted"))?;
         caps::set(None, CapSet::Inheritable, &self.inheritable).map_err(err("inheritable"))?;
-        caps::set(None, CapSet::Effective, &self.effective).map_err(err("effective"))?;
+        caps::set(None, CapSet::Effective, &effective).map_err(err("effective"))?;
         // As runc: an ambient capability that is not also permitted and
         // inheritable cannot be raised; that is not an error. (No log line:
         // this runs in the cloned process, which has let go of the log file.)

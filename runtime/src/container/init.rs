@@ -8,13 +8,14 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd};
 
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{LinuxSeccomp, Process};
+use oci_spec::runtime::Process;
 
 use super::seams::{self, HookPoint};
 use super::{InitContext, raw};
 use crate::channel::{Channel, ToChild, ToParent};
 use crate::namespaces;
 use crate::process::{self, CapSets};
+use crate::seccomp::SeccompProgram;
 use crate::state::Status;
 
 /// Report an error to the runtime and exit.
@@ -135,18 +136,25 @@ pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
         }
     }
     let in_userns = plan.new_user || plan.joins(oci_spec::runtime::LinuxNamespaceType::User);
-    if let Err(e) = crate::rootfs::prepare(spec, ctx.rootfs, in_userns, plan.new_cgroup) {
-        fail(&ch, format!("rootfs {}: {e}", ctx.rootfs.display()));
-    }
+    // Without a mount namespace in linux.namespaces the runtime's is
+    // inherited (the spec's rule for every namespace type not listed).
+    let mount_ns = plan.new.contains(CloneFlags::CLONE_NEWNS)
+        || plan.joins(oci_spec::runtime::LinuxNamespaceType::Mount);
+    let root = match crate::rootfs::prepare(spec, ctx.rootfs, in_userns, plan.new_cgroup, mount_ns)
+    {
+        Ok(root) => root,
+        Err(e) => fail(&ch, format!("rootfs {}: {e}", ctx.rootfs.display())),
+    };
     // Hooks run in the container's namespaces see the pid as the container
     // does (1 in a pid namespace of its own).
     hook_state.pid = nix::unistd::getpid().as_raw();
     if let Err(e) = run_container_hooks(spec, HookPoint::CreateContainer, &hook_state) {
         fail(&ch, e);
     }
-    if let Err(e) = crate::rootfs::switch_root(ctx.rootfs, ctx.no_pivot) {
+    if let Err(e) = crate::rootfs::switch_root(&root, ctx.no_pivot, mount_ns) {
         fail(&ch, e);
     }
+    drop(root);
     let proc = spec.process().as_ref().expect("validated");
     if proc.terminal() == Some(true) {
         if let Err(e) = setup_terminal(proc, ctx.console) {
@@ -158,11 +166,10 @@ pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
         // its OwnedFd is never dropped in this process (it execs or exits).
         unsafe { libc::close(sock) };
     }
-    if let Err(e) = crate::rootfs::finalize(spec) {
+    if let Err(e) = crate::rootfs::finalize(spec, mount_ns) {
         fail(&ch, e);
     }
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let launch = match setup_process(proc, seccomp, in_userns) {
+    let launch = match setup_process(proc, ctx.seccomp, in_userns) {
         Ok(l) => l,
         Err(e) => fail(&ch, e),
     };
@@ -190,9 +197,12 @@ pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
     exec_process(&launch, ctx.trampoline, ctx.preserve_fds)
 }
 
-/// Run the hooks executed in the container's namespaces: createContainer
-/// sees the status `creating`, startContainer `created` (the user's program
-/// has not run yet).
+/// Run the hooks executed in the container's namespaces with the status
+/// `created`. The runtime spec's lifecycle runs the prestart, createRuntime
+/// and createContainer hooks (steps 3-5) after the runtime environment was
+/// created (step 2), and its state section defines `created` as "after step
+/// 2" ("creating" is step 2 itself); crun passes `created` too. runc 1.1
+/// passes `creating` to prestart, createRuntime and createContainer hooks.
 fn run_container_hooks(
     spec: &oci_spec::runtime::Spec,
     point: HookPoint,
@@ -202,13 +212,8 @@ fn run_container_hooks(
     if hooks.is_empty() {
         return Ok(());
     }
-    let status = if point == HookPoint::StartContainer {
-        Status::Created
-    } else {
-        Status::Creating
-    };
-    let json =
-        serde_json::to_vec(&state.oci(status)).map_err(|e| format!("{point}: state: {e}"))?;
+    let json = serde_json::to_vec(&state.oci(Status::Created))
+        .map_err(|e| format!("{point}: state: {e}"))?;
     seams::run_hooks(point, hooks, &json)
 }
 
@@ -249,22 +254,30 @@ fn setup_terminal(
     Ok(())
 }
 
-/// What execve needs, prepared before the process drops its privileges.
-pub(crate) struct Launch {
+/// What execve needs, prepared before the process drops its last
+/// capabilities and loads its seccomp filter.
+pub(crate) struct Launch<'a> {
     path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    /// Seccomp to load right before exec (with noNewPrivileges).
-    late_seccomp: Option<LinuxSeccomp>,
+    /// The capability sets, applied again in [`exec_process`] when
+    /// CAP_SYS_ADMIN was kept for the seccomp filter.
+    caps: CapSets,
+    /// The seccomp filter (compiled before the clone), loaded in [`exec_process`].
+    seccomp: Option<&'a SeccompProgram>,
+    nnp: bool,
 }
 
-/// rlimits, oom_score_adj, no_new_privs, seccomp (early, without NNP),
-/// capabilities and user, cwd; then find the program.
-pub(crate) fn setup_process(
+/// rlimits, oom_score_adj, no_new_privs, the bounding set, user, cwd (and
+/// its check), the program's path, capabilities: everything but the seccomp
+/// filter (and, without no_new_privs, the drop of the CAP_SYS_ADMIN loading
+/// it needs), which [`exec_process`] does right before execve so that a
+/// profile only has to allow those calls, not the runtime's setup.
+pub(crate) fn setup_process<'a>(
     proc: &Process,
-    seccomp: Option<&LinuxSeccomp>,
+    seccomp: Option<&'a SeccompProgram>,
     in_userns: bool,
-) -> Result<Launch, String> {
+) -> Result<Launch<'a>, String> {
     if let Some(adj) = proc.oom_score_adj() {
         process::set_oom_score_adj(adj).map_err(|e| e.to_string())?;
     }
@@ -275,8 +288,6 @@ pub(crate) fn setup_process(
     let nnp = proc.no_new_privileges() == Some(true);
     if nnp {
         process::set_no_new_privs().map_err(|e| e.to_string())?;
-    } else if let Some(s) = seccomp {
-        seams::apply_seccomp(s)?;
     }
     caps.drop_bounding().map_err(|e| e.to_string())?;
     // Inside a user namespace whose setgroups is denied, setgroups fails: skip it then.
@@ -285,32 +296,36 @@ pub(crate) fn setup_process(
             .map(|s| s.trim() == "deny")
             .unwrap_or(false);
     process::set_user(proc, setgroups_denied).map_err(|e| e.to_string())?;
-    caps.apply().map_err(|e| e.to_string())?;
+    // Loading a filter without no_new_privs needs CAP_SYS_ADMIN: it is kept
+    // (permitted and effective) until exec_process has loaded the filter.
+    let keep = (seccomp.is_some() && !nnp).then_some(caps::Capability::CAP_SYS_ADMIN);
+    caps.apply_keeping(keep).map_err(|e| e.to_string())?;
     process::enter_cwd(proc.cwd()).map_err(|e| e.to_string())?;
     let args = proc.args().as_deref().unwrap_or(&[]);
     let env = proc.env().as_deref().unwrap_or(&[]);
     let path = process::find_executable(&args[0], env).map_err(|e| e.to_string())?;
     let path = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| "process.args[0]: contains a NUL byte".to_string())?;
+    let argv = process::cstrings(args, "process.args").map_err(|e| e.to_string())?;
+    let envp = process::cstrings(env, "process.env").map_err(|e| e.to_string())?;
     Ok(Launch {
         path,
-        argv: process::cstrings(args, "process.args").map_err(|e| e.to_string())?,
-        envp: process::cstrings(env, "process.env").map_err(|e| e.to_string())?,
-        late_seccomp: if nnp { seccomp.cloned() } else { None },
+        argv,
+        envp,
+        caps,
+        seccomp,
+        nnp,
     })
 }
 
-/// Close every fd not meant for the container and exec through the trampoline.
+/// Close every fd not meant for the container, load the seccomp filter, drop
+/// CAP_SYS_ADMIN if it was kept for the filter, and exec through the
+/// trampoline: only that capset and the execs run under the filter.
 pub(crate) fn exec_process(
-    launch: &Launch,
+    launch: &Launch<'_>,
     trampoline: &std::os::fd::OwnedFd,
     preserve_fds: &[std::os::fd::RawFd],
 ) -> ! {
-    if let Some(s) = &launch.late_seccomp {
-        if let Err(e) = seams::apply_seccomp(s) {
-            die(e);
-        }
-    }
     if let Err(e) = crate::sys::cloexec_from(3) {
         die(format_args!("close fds: {e}"));
     }
@@ -319,6 +334,20 @@ pub(crate) fn exec_process(
     for &fd in preserve_fds {
         if fd != trampoline.as_raw_fd() {
             let _ = crate::sys::set_cloexec(fd, false);
+        }
+    }
+    let load = |p: &SeccompProgram| {
+        if let Err(e) = p.load() {
+            die(format_args!("seccomp: {e}"));
+        }
+    };
+    if let Some(p) = launch.seccomp {
+        load(p);
+        if !launch.nnp {
+            // The last capability drop: CAP_SYS_ADMIN kept for the filter.
+            if let Err(e) = launch.caps.apply() {
+                die(e);
+            }
         }
     }
     let mut argv: Vec<&std::ffi::CStr> = Vec::with_capacity(launch.argv.len() + 2);

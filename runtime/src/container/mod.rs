@@ -127,6 +127,8 @@ pub(crate) struct InitContext<'a> {
     pub trampoline: &'a OwnedFd,
     /// The runtime's pid: the cloned processes die with it.
     pub runtime_pid: i32,
+    /// The seccomp filter, compiled before the clone.
+    pub seccomp: Option<&'a crate::seccomp::SeccompProgram>,
 }
 
 /// Create a container: validate, set up its state, spawn its init and wait
@@ -147,7 +149,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
     let cgroup = seams::open_cgroup(cgroups_path.as_deref(), &opts.id)?;
-    seams::validate(&bundle.spec, cgroup.as_ref())?;
+    let seccomp = seams::validate(&bundle.spec, cgroup.as_ref())?;
     // Without a console socket, a private socketpair: the init sends the
     // master to `tty_socket`, kept here.
     let (console, tty_socket) = match &opts.console_socket {
@@ -172,6 +174,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
         console.as_ref(),
         cgroup.as_ref(),
         cgroups_path,
+        seccomp.as_ref(),
         &mut guard,
     );
     drop(console);
@@ -227,6 +230,7 @@ impl Cleanup<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn(
     bundle: &Bundle,
     plan: &Plan,
@@ -234,6 +238,7 @@ fn spawn(
     console: Option<&OwnedFd>,
     cgroup: Option<&Cgroup>,
     cgroups_path: Option<String>,
+    seccomp: Option<&crate::seccomp::SeccompProgram>,
     guard: &mut Cleanup<'_>,
 ) -> Result<State, ContainerError> {
     let locked = guard.locked.as_ref().expect("held");
@@ -279,6 +284,7 @@ fn spawn(
         fifo: Some(&fifo),
         trampoline: &trampoline,
         runtime_pid: nix::unistd::getpid().as_raw(),
+        seccomp,
     };
     let mut keep = vec![child.raw_fd(), trampoline.as_raw_fd(), fifo.as_raw_fd()];
     keep.extend(raw(console));
@@ -352,8 +358,9 @@ fn spawn(
                 for point in [HookPoint::Prestart, HookPoint::CreateRuntime] {
                     let hooks = seams::hooks_of(spec, point);
                     if !hooks.is_empty() {
+                        // `created`: see init::run_container_hooks.
                         let json =
-                            serde_json::to_vec(&state.oci(Status::Creating)).unwrap_or_default();
+                            serde_json::to_vec(&state.oci(Status::Created)).unwrap_or_default();
                         seams::run_runtime_hooks(point, hooks, &json)?;
                     }
                 }

@@ -6,6 +6,7 @@ use oci_spec::runtime::{Hook, LinuxResources, LinuxSeccomp, Spec};
 
 use super::ContainerError;
 pub use crate::cgroups::CgroupError;
+use crate::seccomp::SeccompProgram;
 
 pub use crate::hooks::HookKind as HookPoint;
 
@@ -41,11 +42,23 @@ pub fn run_runtime_hooks(
     if hooks.is_empty() {
         return Ok(());
     }
+    if !point.failure_is_fatal() {
+        // poststart/poststop: each failure is a warning and the rest still run.
+        for e in crate::hooks::run_all(point, hooks, state_json) {
+            crate::logging::warn(&format!("{point} hook: {}", super::error_chain(&e)));
+        }
+        return Ok(());
+    }
     crate::hooks::run(point, hooks, state_json)
 }
 
-/// Check hooks, seccomp and resources before anything is created.
-pub fn validate(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<(), ContainerError> {
+/// Check hooks, seccomp and resources before anything is created; returns
+/// the compiled seccomp filter (compiled here once, before the clone: the
+/// init only loads it).
+pub fn validate(
+    spec: &Spec,
+    cgroup: Option<&Cgroup>,
+) -> Result<Option<SeccompProgram>, ContainerError> {
     for point in [
         HookPoint::Prestart,
         HookPoint::CreateRuntime,
@@ -60,21 +73,23 @@ pub fn validate(spec: &Spec, cgroup: Option<&Cgroup>) -> Result<(), ContainerErr
         }
     }
     let linux = spec.linux().as_ref();
-    if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
-        crate::seccomp::validate(s).map_err(ContainerError::InvalidSeccomp)?;
-    }
     if let Some(cg) = cgroup {
         // With the device policy set_resources will apply, so a host that
         // cannot enforce it (no devices controller) is refused up front.
         let r = devices::container_resources(linux.and_then(|l| l.resources().as_ref()));
         cg.validate(&r).map_err(ContainerError::InvalidResources)?;
     }
-    Ok(())
+    compile_seccomp(linux.and_then(|l| l.seccomp().as_ref()))
 }
 
-/// Load a seccomp filter into the calling process.
-pub fn apply_seccomp(seccomp: &LinuxSeccomp) -> Result<(), String> {
-    crate::seccomp::apply(seccomp).map_err(|e| format!("seccomp: {e}"))
+/// Compile `linux.seccomp` (validating it), for the process to load before exec.
+pub fn compile_seccomp(
+    seccomp: Option<&LinuxSeccomp>,
+) -> Result<Option<SeccompProgram>, ContainerError> {
+    seccomp
+        .map(crate::seccomp::compile)
+        .transpose()
+        .map_err(ContainerError::InvalidSeccomp)
 }
 
 /// A container's cgroup.

@@ -5,7 +5,8 @@
 //! (`args[0]` is argv0), `env` as its whole environment (the caller's
 //! environment when `env` is absent, as runc does), the container state JSON
 //! on stdin, killed with SIGKILL when `timeout` seconds pass. Hooks run one
-//! after another; the first failure stops the list.
+//! after another; the first failure stops the list, except for poststart and
+//! poststop, whose failures are warnings: the rest of the list still runs.
 //!
 //! [`run`] works both in the runtime process and in the container's init
 //! (single-threaded, maybe pid 1 of a new pid namespace): it uses no threads,
@@ -117,19 +118,42 @@ pub fn validate(kind: HookKind, hooks: &[Hook]) -> Result<(), HookError> {
     Ok(())
 }
 
+impl HookKind {
+    /// Whether a failure of a hook of this kind fails the operation and
+    /// stops the list. For poststart and poststop the spec says the runtime
+    /// logs a warning and goes on with the remaining hooks and the lifecycle.
+    pub fn failure_is_fatal(self) -> bool {
+        !matches!(self, HookKind::Poststart | HookKind::Poststop)
+    }
+}
+
 /// Run `hooks` of `kind` in order, each with `state_json` on stdin.
 ///
 /// Stops at the first hook that cannot start, exits non-zero, is killed, or
-/// outlives its timeout.
+/// outlives its timeout (see [`run_all`] for the kinds that go on).
 pub fn run(kind: HookKind, hooks: &[Hook], state_json: &[u8]) -> Result<(), HookError> {
     validate(kind, hooks)?;
     for (index, hook) in hooks.iter().enumerate() {
-        tracing::debug!(hook = %kind, index, path = %hook.path().display(), "running hook");
-        let result = process::HookCommand::new(kind, index, hook)?.run(state_json);
-        process::reap_orphans_if_init();
-        result?;
+        run_one(kind, index, hook, state_json)?;
     }
     Ok(())
+}
+
+/// Run every hook of `kind`, whatever the earlier ones did; returns the
+/// failures in order (poststart and poststop: each is a warning).
+pub fn run_all(kind: HookKind, hooks: &[Hook], state_json: &[u8]) -> Vec<HookError> {
+    hooks
+        .iter()
+        .enumerate()
+        .filter_map(|(index, hook)| run_one(kind, index, hook, state_json).err())
+        .collect()
+}
+
+fn run_one(kind: HookKind, index: usize, hook: &Hook, state_json: &[u8]) -> Result<(), HookError> {
+    tracing::debug!(hook = %kind, index, path = %hook.path().display(), "running hook");
+    let result = process::HookCommand::new(kind, index, hook)?.run(state_json);
+    process::reap_orphans_if_init();
+    result
 }
 
 #[cfg(test)]
