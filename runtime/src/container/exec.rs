@@ -144,8 +144,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
         None => (None, None),
     };
     let trampoline = crate::trampoline::create().map_err(sys("create exec trampoline"))?;
-    let seccomp =
-        seams::compile_seccomp(spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
+    let seccomp = seams::compile_seccomp(spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
     let in_userns = plan.joins(LinuxNamespaceType::User);
     let (parent, child) = channel::pair()?;
     let sigset = if o.detach {
