@@ -156,6 +156,29 @@ pub fn open_fds(fds: std::ops::Range<RawFd>) -> Vec<RawFd> {
         .collect()
 }
 
+/// Every signal back to its default disposition, as the container's process
+/// must start: nothing the runtime's caller ignored (a shell's SIGHUP, Rust's
+/// SIGPIPE, glibc posix_spawn's internal signals 32 and 33, which glibc's own
+/// sigaction() refuses to touch, hence the raw system call) reaches it.
+pub fn reset_signal_dispositions() {
+    // The kernel's struct sigaction with SIG_DFL, no flags and an empty mask.
+    let dfl = [0u64; 4];
+    for sig in 1..=64 {
+        // SAFETY: rt_sigaction reads the zeroed kernel sigaction, which lives
+        // across the call, and writes nothing (no old-action pointer);
+        // SIGKILL and SIGSTOP refuse with EINVAL, which is fine.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+    }
+}
+
 /// Die with the parent: SIGKILL on its death, and exit now if it already
 /// died between the clone and this call (the parent pid then changed). A
 /// process whose parent is outside its pid namespace sees a parent pid of 0

@@ -361,3 +361,30 @@ fn errors_print_each_cause_once() {
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     assert!(err.contains("config.json"), "{err}");
 }
+
+/// Signals the runtime's caller ignored (a shell's SIGHUP, a daemon's SIGUSR1)
+/// are not ignored in the container: its process starts with every signal
+/// at its default disposition, as under runc.
+#[test]
+fn the_container_starts_with_default_signal_dispositions() {
+    require_root!();
+    let rt = Runtime::new();
+    let b = Bundle::new(&rt, "c", &["grep", "SigIgn", "/proc/self/status"]);
+    let mut cmd = rt.cmd(&["run", "--bundle", b.path_str(), "sigs"]);
+    // SAFETY: the closure runs between fork and exec and only calls signal(2).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGUSR1, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run the runtime");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "SigIgn:\t0000000000000000");
+}

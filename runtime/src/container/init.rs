@@ -27,17 +27,18 @@ pub(crate) fn fail(ch: &Channel, msg: impl std::fmt::Display) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-/// Reset what the runtime changed in its own process and a cloned child
-/// inherits: the signal mask and Rust's SIGPIPE=ignore; die with the runtime
-/// (pid `runtime_pid`), also if it died before this ran.
+/// Reset the signal state a cloned child inherits (the mask, and every
+/// disposition: Rust's SIGPIPE=ignore and whatever the runtime's caller
+/// ignored); die with the runtime (pid `runtime_pid`), also if it died before
+/// this ran.
 pub(crate) fn child_preamble(runtime_pid: i32) {
     crate::sys::die_with_parent(runtime_pid);
+    crate::sys::reset_signal_dispositions();
     // SAFETY: plain signal-state and prctl calls with integer arguments.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         // Not dumpable: no process of the container can open /proc/<pid>/exe,
         // mem or fds of this runtime-image process.
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
