@@ -19,10 +19,17 @@ use nix::sys::socket::{
 pub enum GenError {
     /// A socket call failed.
     #[error("nf_tables generation: {0}")]
-    Sys(#[from] nix::Error),
+    Sys(nix::Error),
     /// The kernel answered with an error or something unexpected.
     #[error("nf_tables generation: {0}")]
     Reply(String),
+}
+
+// Not `#[from]`: that would also make the errno the source, printed twice.
+impl From<nix::Error> for GenError {
+    fn from(e: nix::Error) -> Self {
+        GenError::Sys(e)
+    }
 }
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;

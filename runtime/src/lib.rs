@@ -23,3 +23,6 @@ pub mod state;
 pub mod sys;
 pub mod terminal;
 pub mod trampoline;
+
+#[cfg(test)]
+mod chain_tests;

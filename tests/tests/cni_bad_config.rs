@@ -392,3 +392,34 @@ fn add_whose_result_cannot_be_cached_is_undone() {
         assert!(tmp.is_empty(), "{what}: temp files left: {tmp:?}");
     }
 }
+
+/// A config that cannot be read or parsed fails with its cause printed once
+/// (anyhow prints the whole chain: a Display that repeated its source would
+/// show "No such file or directory" twice).
+#[test]
+fn unreadable_config_prints_its_cause_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.conflist");
+    let garbled = dir.path().join("garbled.conflist");
+    std::fs::write(&garbled, "{\"name\": ").expect("write config");
+    let cases = [
+        (&missing, "No such file or directory"),
+        (&garbled, "EOF while parsing"),
+    ];
+    for (conf, cause) in cases {
+        let out = std::process::Command::new(husk_tests::bins::bin("husk-cni-tool"))
+            .arg("--conf")
+            .arg(conf)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .arg("status")
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
+            .output()
+            .expect("run husk-cni-tool");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(&conf.display().to_string()), "{stderr}");
+        assert_eq!(stderr.matches(cause).count(), 1, "{cause:?} in {stderr}");
+    }
+}

@@ -181,10 +181,10 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<i64> {
 }
 
 fn err<'a>(dir: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> CgroupError + 'a {
-    move |source| CgroupError::Bpf {
+    move |cause| CgroupError::Bpf {
         path: dir.to_path_buf(),
         op,
-        source,
+        cause,
     }
 }
 
@@ -211,7 +211,7 @@ fn load(dir: &Path, insns: &[Insn]) -> Result<OwnedFd, CgroupError> {
             Err(CgroupError::Bpf {
                 path: dir.to_path_buf(),
                 op: "load program",
-                source: io::Error::new(e.kind(), format!("{e}: {msg}")),
+                cause: io::Error::new(e.kind(), format!("{e}: {msg}")),
             })
         }
     }

@@ -15,21 +15,20 @@ use crate::types::{CniError, CniResult, CniVersion, validate};
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     /// Running a plugin failed.
-    #[error("network {network}: {source}")]
+    #[error("network {network}: {cause}")]
     Exec {
         /// The network.
         network: String,
         /// What went wrong.
-        #[source]
-        source: ExecError,
+        cause: ExecError,
     },
     /// The result cache could not be read or written.
-    #[error("network {network}: result cache: {source}")]
+    #[error("network {network}: result cache: {cause}")]
     Cache {
         /// The network.
         network: String,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A config could not be loaded.
     #[error(transparent)]
@@ -57,7 +56,7 @@ impl NetworkError {
     /// The plugin's CNI error document, when the failure was one.
     pub fn cni_error(&self) -> Option<&CniError> {
         match self {
-            NetworkError::Exec { source, .. } => source.cni_error(),
+            NetworkError::Exec { cause, .. } => cause.cni_error(),
             NetworkError::Invalid { error, .. } => Some(error),
             _ => None,
         }
@@ -186,17 +185,17 @@ impl Network {
         &self.list
     }
 
-    fn exec_err(&self, source: ExecError) -> NetworkError {
+    fn exec_err(&self, cause: ExecError) -> NetworkError {
         NetworkError::Exec {
             network: self.list.name.clone(),
-            source,
+            cause,
         }
     }
 
-    fn cache_err(&self, source: std::io::Error) -> NetworkError {
+    fn cache_err(&self, cause: std::io::Error) -> NetworkError {
         NetworkError::Cache {
             network: self.list.name.clone(),
-            source,
+            cause,
         }
     }
 
@@ -311,12 +310,12 @@ impl Network {
         let result_json = prev.unwrap_or(Value::Null);
         let result: CniResult = match serde_json::from_value(result_json.clone()) {
             Ok(r) => r,
-            Err(source) => {
+            Err(cause) => {
                 self.undo(&self.list.plugins, rt, Some(&result_json));
                 return Err(self.exec_err(ExecError::BadOutput {
                     plugin: "chain".into(),
                     command: "ADD".into(),
-                    source,
+                    cause,
                 }));
             }
         };

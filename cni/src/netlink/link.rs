@@ -17,17 +17,17 @@ use super::ns::{NetNs, NsError};
 pub enum NetlinkError {
     /// Opening the socket failed.
     #[error("netlink socket: {0}")]
-    Socket(#[from] std::io::Error),
+    Socket(std::io::Error),
     /// Entering the namespace failed.
     #[error(transparent)]
     Ns(#[from] NsError),
     /// The kernel refused a request.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Request {
         /// What was asked.
         what: String,
         /// The kernel's answer.
-        source: rtnetlink::Error,
+        cause: rtnetlink::Error,
     },
     /// A link that should exist does not.
     #[error("link {0}: not found")]
@@ -42,12 +42,19 @@ pub enum NetlinkError {
     },
 }
 
+// Not `#[from]`: that would also make the I/O error the source, printed twice.
+impl From<std::io::Error> for NetlinkError {
+    fn from(e: std::io::Error) -> Self {
+        NetlinkError::Socket(e)
+    }
+}
+
 impl NetlinkError {
     /// The errno of a refused request.
     pub fn errno(&self) -> Option<i32> {
         match self {
             NetlinkError::Request {
-                source: rtnetlink::Error::NetlinkError(m),
+                cause: rtnetlink::Error::NetlinkError(m),
                 ..
             } => Some(-m.raw_code()),
             _ => None,
@@ -121,9 +128,9 @@ fn req<T>(
     what: impl FnOnce() -> String,
     r: Result<T, rtnetlink::Error>,
 ) -> Result<T, NetlinkError> {
-    r.map_err(|source| NetlinkError::Request {
+    r.map_err(|cause| NetlinkError::Request {
         what: what(),
-        source,
+        cause,
     })
 }
 
@@ -159,9 +166,9 @@ impl Netlink {
             Ok(Some(m)) => Ok(Some(LinkInfo::from_msg(&m))),
             Ok(None) => Ok(None),
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-            Err(source) => Err(NetlinkError::Request {
+            Err(cause) => Err(NetlinkError::Request {
                 what: format!("get link {name}"),
-                source,
+                cause,
             }),
         }
     }
@@ -173,9 +180,9 @@ impl Netlink {
             Ok(Some(m)) => Ok(Some(LinkInfo::from_msg(&m))),
             Ok(None) => Ok(None),
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-            Err(source) => Err(NetlinkError::Request {
+            Err(cause) => Err(NetlinkError::Request {
                 what: format!("get link {index}"),
-                source,
+                cause,
             }),
         }
     }
@@ -198,10 +205,10 @@ impl Netlink {
                 Ok(()) => {}
                 // A concurrent ADD created it first.
                 Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
-                Err(source) => {
+                Err(cause) => {
                     return Err(NetlinkError::Request {
                         what: format!("create bridge {name}"),
-                        source,
+                        cause,
                     });
                 }
             }

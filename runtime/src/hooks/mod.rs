@@ -47,7 +47,9 @@ impl fmt::Display for HookKind {
 }
 
 /// Why a hook could not run or failed. Every variant names the hook as
-/// `hooks.<kind>[<index>]` and its path.
+/// `hooks.<kind>[<index>]` and its path. Some hooks run in the container's
+/// init, whose errors cross the channel as text: causes are part of the
+/// message (`cause`, `errno`; never a `#[source]`), printed once.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
     /// The hook's definition is invalid (checked before anything runs).
@@ -59,13 +61,12 @@ pub enum HookError {
         reason: String,
     },
     /// The hook could not be started.
-    #[error("hooks.{kind}[{index}] ({path}): start: {source}")]
+    #[error("hooks.{kind}[{index}] ({path}): start: {cause}")]
     Spawn {
         kind: HookKind,
         index: usize,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Waiting for or talking to the hook failed.
     #[error("hooks.{kind}[{index}] ({path}): {what}: {errno}")]

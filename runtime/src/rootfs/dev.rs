@@ -109,20 +109,20 @@ struct Dirs {
 /// force, so the mode is exact), then the owner if it is not root, set on the
 /// node itself (never through a symlink).
 fn make_node(root: &Root, dirs: &mut Dirs, path: &Path, n: Node) -> Result<(), RootfsError> {
-    let err = |op, source: nix::Error| RootfsError::Io {
+    let err = |op, cause: nix::Error| RootfsError::Io {
         op,
         path: root.display(path),
-        source: source.into(),
+        cause: cause.into(),
     };
     let parent = path.parent().unwrap_or(Path::new("/"));
     let dir = match dirs.last.take() {
         Some((p, fd)) if p == parent => fd,
         _ => {
             parent_of(root, path)
-                .map_err(|source| RootfsError::Io {
+                .map_err(|cause| RootfsError::Io {
                     op: "create device directory",
                     path: root.display(path),
-                    source,
+                    cause,
                 })?
                 .0
         }
@@ -164,10 +164,10 @@ fn bind_device(root: &Root, host: &Path, dest: &Path) -> Result<(), RootfsError>
 pub fn create_links(root: &Root) -> Result<(), RootfsError> {
     let dev = root
         .create(Path::new("/dev"), false)
-        .map_err(|source| RootfsError::Io {
+        .map_err(|cause| RootfsError::Io {
             op: "create",
             path: root.display(Path::new("/dev")),
-            source,
+            cause,
         })?;
     let mut links = vec![
         ("/proc/self/fd", "/dev/fd"),
@@ -187,7 +187,7 @@ pub fn create_links(root: &Root) -> Result<(), RootfsError> {
                 return Err(RootfsError::Io {
                     op: "symlink",
                     path: root.display(Path::new(link)),
-                    source: e.into(),
+                    cause: e.into(),
                 });
             }
         }

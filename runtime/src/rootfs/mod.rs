@@ -13,27 +13,29 @@ use oci_spec::runtime::{Mount, Spec};
 use mounts::{do_mount, remount_bind};
 use resolve::Root;
 
-/// Errors while building the root filesystem.
+/// Errors while building the root filesystem. Raised in the container's init,
+/// whose errors cross the channel as text: the cause is part of the message
+/// (`cause`, not a `#[source]`), printed once.
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
-    #[error("mount {src:?} on {dest} (type {fstype:?}, flags {flags:?}): {source}")]
+    #[error("mount {src:?} on {dest} (type {fstype:?}, flags {flags:?}): {cause}")]
     Mount {
         src: String,
         dest: PathBuf,
         fstype: String,
         flags: MsFlags,
-        source: nix::Error,
+        cause: nix::Error,
     },
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{what}: {message}")]
     Invalid { what: String, message: String },
-    #[error("pivot_root {path}: {source}")]
-    Pivot { path: PathBuf, source: nix::Error },
+    #[error("pivot_root {path}: {cause}")]
+    Pivot { path: PathBuf, cause: nix::Error },
 }
 
 /// Mount propagation flags by name (`linux.rootfsPropagation`, mount options).
@@ -136,10 +138,10 @@ pub fn prepare(
             None,
         )?;
     }
-    let root = Root::open(rootfs).map_err(|source| RootfsError::Io {
+    let root = Root::open(rootfs).map_err(|cause| RootfsError::Io {
         op: "open rootfs",
         path: rootfs.to_path_buf(),
-        source,
+        cause,
     })?;
 
     let spec_mounts = spec.mounts().as_deref().unwrap_or(&[]);
@@ -166,10 +168,10 @@ pub fn prepare(
 /// own mount when it is a mount point (containerd's overlay), else the mount
 /// of the nearest parent, as runc's rootfsParentMountPrivate.
 fn make_rootfs_mount_private(rootfs: &Path) -> Result<(), RootfsError> {
-    let info = crate::sys::read_proc("/proc/self/mountinfo").map_err(|source| RootfsError::Io {
+    let info = crate::sys::read_proc("/proc/self/mountinfo").map_err(|cause| RootfsError::Io {
         op: "read",
         path: "/proc/self/mountinfo".into(),
-        source,
+        cause,
     })?;
     match holding_mount(&info, rootfs) {
         Some((mp, true)) => do_mount(None, Path::new(&mp), None, MsFlags::MS_PRIVATE, None),
@@ -221,9 +223,9 @@ fn unescape(s: &str) -> String {
 /// chroot.
 pub fn switch_root(root: &Root, no_pivot: bool, mount_ns: bool) -> Result<(), RootfsError> {
     let rootfs = root.path();
-    let pivot_err = |source| RootfsError::Pivot {
+    let pivot_err = |cause| RootfsError::Pivot {
         path: rootfs.to_path_buf(),
-        source,
+        cause,
     };
     nix::unistd::fchdir(root.fd()).map_err(pivot_err)?;
     if !mount_ns {
@@ -270,7 +272,7 @@ pub fn finalize(spec: &Spec, mount_ns: bool) -> Result<(), RootfsError> {
             std::fs::write(&path, v).map_err(|e| RootfsError::Io {
                 op: "write sysctl",
                 path,
-                source: e,
+                cause: e,
             })?;
         }
     }

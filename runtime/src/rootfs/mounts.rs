@@ -114,12 +114,12 @@ pub fn do_mount(
     data: Option<&str>,
 ) -> Result<(), RootfsError> {
     let data = data.filter(|d| !d.is_empty());
-    mount(src, dest, fstype, flags, data).map_err(|source| RootfsError::Mount {
+    mount(src, dest, fstype, flags, data).map_err(|cause| RootfsError::Mount {
         src: src.map(|s| s.display().to_string()).unwrap_or_default(),
         dest: dest.to_path_buf(),
         fstype: fstype.unwrap_or("").to_string(),
         flags,
-        source,
+        cause,
     })
 }
 
@@ -146,12 +146,12 @@ pub fn mount_fd(
     data: Option<&str>,
 ) -> Result<(), RootfsError> {
     let data = data.filter(|d| !d.is_empty());
-    mount(src, &fd_path(target), fstype, flags, data).map_err(|source| RootfsError::Mount {
+    mount(src, &fd_path(target), fstype, flags, data).map_err(|cause| RootfsError::Mount {
         src: src.map(|s| s.display().to_string()).unwrap_or_default(),
         dest: shown.to_path_buf(),
         fstype: fstype.unwrap_or("").to_string(),
         flags,
-        source,
+        cause,
     })
 }
 
@@ -171,10 +171,10 @@ fn remount_in(root: &Root, dest: &Path, flags: MsFlags) -> Result<(), RootfsErro
 }
 
 fn resolve(root: &Root, dest: &Path) -> Result<OwnedFd, RootfsError> {
-    root.resolve(dest).map_err(|source| RootfsError::Io {
+    root.resolve(dest).map_err(|cause| RootfsError::Io {
         op: "resolve in rootfs",
         path: root.display(dest),
-        source,
+        cause,
     })
 }
 
@@ -182,10 +182,10 @@ fn resolve(root: &Root, dest: &Path) -> Result<OwnedFd, RootfsError> {
 /// `file`). A destination that resolves to the rootfs itself (a symlink such
 /// as `proc -> /`) is refused: mounting there would cover the whole root.
 pub fn target(root: &Root, dest: &Path, file: bool) -> Result<OwnedFd, RootfsError> {
-    let fd = root.create(dest, file).map_err(|source| RootfsError::Io {
+    let fd = root.create(dest, file).map_err(|cause| RootfsError::Io {
         op: "create mount point",
         path: root.display(dest),
-        source,
+        cause,
     })?;
     if root.is_root(&fd) && dest.components().any(|c| matches!(c, Component::Normal(_))) {
         let how = match root.first_symlink(dest) {
@@ -219,7 +219,7 @@ pub fn mount_one(root: &Root, m: &Mount, cgroupns: bool) -> Result<(), RootfsErr
         let meta = std::fs::metadata(src).map_err(|e| RootfsError::Io {
             op: "stat bind source",
             path: src.to_path_buf(),
-            source: e,
+            cause: e,
         })?;
         let fd = target(root, dest, !meta.is_dir())?;
         let bind = opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
@@ -238,7 +238,7 @@ pub fn mount_one(root: &Root, m: &Mount, cgroupns: bool) -> Result<(), RootfsErr
             // A sysfs mount is refused in a user namespace that does not own the
             // network namespace: bind the host's sysfs instead, as runc does.
             Err(RootfsError::Mount {
-                source: nix::Error::EPERM,
+                cause: nix::Error::EPERM,
                 ..
             }) if typ == "sysfs" => {
                 mount_fd(
@@ -310,7 +310,7 @@ fn mount_cgroup(
     let info = crate::sys::read_proc("/proc/self/mountinfo").map_err(|e| RootfsError::Io {
         op: "read",
         path: "/proc/self/mountinfo".into(),
-        source: e,
+        cause: e,
     })?;
     for line in info.lines() {
         // ... - cgroup cgroup rw,memory  /  ... - cgroup2 cgroup2 rw
@@ -329,12 +329,11 @@ fn mount_cgroup(
         }
         let sub = dest.join(name);
         let sub_shown = root.display(&sub);
-        let sub_fd =
-            subdir(&dir, std::ffi::OsStr::new(name)).map_err(|source| RootfsError::Io {
-                op: "create mount point",
-                path: sub_shown.clone(),
-                source,
-            })?;
+        let sub_fd = subdir(&dir, std::ffi::OsStr::new(name)).map_err(|cause| RootfsError::Io {
+            op: "create mount point",
+            path: sub_shown.clone(),
+            cause,
+        })?;
         if cgroupns {
             let data: Vec<&str> = super_opts
                 .split(',')
