@@ -40,6 +40,17 @@ impl CriConfig {
         self.state.join("containers")
     }
 
+    /// Shim dirs: short paths, as their sockets' paths must fit in
+    /// sockaddr_un (108 bytes).
+    pub fn shims_dir(&self) -> PathBuf {
+        self.state.join("shim")
+    }
+
+    /// The shim dir of a container (named by the first 32 hex digits of its id).
+    pub fn shim_dir(&self, id: &str) -> PathBuf {
+        self.shims_dir().join(&id[..id.len().min(32)])
+    }
+
     /// Exec sessions.
     pub fn exec_dir(&self) -> PathBuf {
         self.state.join("exec")

@@ -210,7 +210,7 @@ impl Cri {
             started_at: 0,
             log_path: log_path.to_string_lossy().into_owned(),
             bundle: dir.join("bundle"),
-            shim_dir: dir.join("shim"),
+            shim_dir: self.cfg.shim_dir(&id),
             config,
         };
         let (cfg, store, r, sb) = (self.cfg.clone(), self.images.clone(), rec.clone(), sandbox);
@@ -253,6 +253,7 @@ impl Cri {
                 let _ = record::remove(&cfg.containers_dir(), &r.id);
                 let _ = store.remove_rootfs(&r.id);
                 let _ = crate::image::fsutil::remove_tree(&cfg.containers_dir().join(&r.id));
+                let _ = crate::image::fsutil::remove_tree(&r.shim_dir);
             }
             res
         })
@@ -373,11 +374,12 @@ impl Cri {
                 Ok(()) | Err(crate::image::ImageError::NoRootfs(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            let dir = cfg.containers_dir().join(&cid);
-            match crate::image::fsutil::remove_tree(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(CriError::io("remove the container dir", &dir)(e)),
+            for dir in [cfg.containers_dir().join(&cid), cfg.shim_dir(&cid)] {
+                match crate::image::fsutil::remove_tree(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(CriError::io("remove the container dir", &dir)(e)),
+                }
             }
             record::remove(&cfg.containers_dir(), &cid)
         })

@@ -35,7 +35,7 @@ impl Cri {
                 rec.id
             )));
         }
-        let dir = self.cfg.exec_dir().join(record::new_id());
+        let dir = self.cfg.exec_dir().join(&record::new_id()[..32]);
         let (cfg, r, d, cmd) = (self.cfg.clone(), rec.clone(), dir.clone(), req.cmd.clone());
         let launched = blocking("start the exec session", move || {
             std::fs::create_dir_all(&d).map_err(CriError::io("create the exec dir", &d))?;
@@ -48,7 +48,7 @@ impl Cri {
                 root: cfg.runtime_root(),
                 id: r.id.clone(),
                 bundle: r.bundle.clone(),
-                dir: d.join("shim"),
+                dir: d.join("s"),
                 log_path: d.join("log"),
                 stdin: false,
                 exec: Some(pj),
@@ -89,7 +89,7 @@ async fn wait(
     timeout: i64,
     id: &str,
 ) -> Result<cri::ExecSyncResponse, CriError> {
-    let shim_dir = dir.join("shim");
+    let shim_dir = dir.join("s");
     let deadline = (timeout > 0).then(|| Instant::now() + Duration::from_secs(timeout as u64));
     let exit = loop {
         if let Ok(Some(e)) = husk_shim::client::read_exit(&shim_dir) {

@@ -9,8 +9,9 @@
 //! sandboxes/<id>/            hostname, hosts, resolv.conf
 //! ns/<id>/{net,ipc,uts}      pinned namespaces (bind mounts)
 //! containers/<id>.json       one record per container
-//! containers/<id>/           bundle (config.json) and shim dir
-//! exec/<id>/                 exec sessions' shim dirs and logs
+//! containers/<id>/bundle/    the OCI bundle (config.json)
+//! shim/<id[..32]>/           the container's husk-shim dir (short: socket paths)
+//! exec/<rand32>/             an exec session: process.json, log, shim dir `s`
 //! runtime/                   husk's --root
 //! cni/                       the CNI result cache
 //! ```

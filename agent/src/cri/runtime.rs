@@ -84,6 +84,7 @@ impl Cri {
             cfg.sandboxes_dir(),
             cfg.ns_dir(),
             cfg.containers_dir(),
+            cfg.shims_dir(),
             cfg.exec_dir(),
             cfg.runtime_root(),
             cfg.cni_cache_dir(),
