@@ -191,6 +191,10 @@ fn network_is_not_ready_without_a_cni_config() {
     assert!(!out.status.success());
     assert_eq!(node.state_entries("sandboxes"), 0);
     assert_eq!(node.state_entries("ns"), 0);
+    assert!(
+        !node.logs().join("nonet").exists(),
+        "a failed RunPodSandbox left its log directory"
+    );
     // With the config back, the same pod name is free again.
     node.write_conflist();
     node.crictl_ok(&["runp", pc.to_str().unwrap()]);
@@ -214,7 +218,24 @@ fn a_restarted_husklet_recovers_pods_and_containers_killed_meanwhile() {
     node.kill9();
     // `short` exits while no husklet runs; `long` keeps logging.
     std::thread::sleep(Duration::from_secs(3));
+    // What a crash in the middle of a RunPodSandbox leaves: pinned
+    // namespaces without a sandbox record.
+    let orphan = node.state().join("ns/orphan");
+    std::fs::create_dir_all(&orphan).expect("orphan ns dir");
+    std::fs::write(orphan.join("net"), "").expect("pin file");
+    nix::mount::mount(
+        Some("/proc/self/ns/net"),
+        &orphan.join("net"),
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .expect("pin a netns");
     node.spawn();
+    assert!(
+        !orphan.exists(),
+        "a restarted husklet unpins orphaned namespaces"
+    );
 
     let pods = node.crictl_ok(&["pods", "-q"]);
     assert_eq!(pods.lines().collect::<Vec<_>>(), [pod.as_str()]);

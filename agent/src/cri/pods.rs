@@ -288,10 +288,6 @@ fn setup(
     rec: SandboxRecord,
 ) -> Result<(Option<String>, Vec<String>), CriError> {
     let cfg = &rec.config;
-    if !cfg.log_directory.is_empty() {
-        let d = std::path::Path::new(&cfg.log_directory);
-        std::fs::create_dir_all(d).map_err(CriError::io("create the log directory", d))?;
-    }
     let mut kinds = vec![ns::Kind::Ipc, ns::Kind::Uts];
     if !rec.host_network {
         kinds.push(ns::Kind::Net);
@@ -327,14 +323,19 @@ fn setup(
         &hostname,
         net.1.first().map(String::as_str),
         cfg.dns_config.as_ref(),
-    );
+    )
+    // The log directory last: a sandbox that failed leaves nothing behind.
+    .and_then(|()| match cfg.log_directory.as_str() {
+        "" => Ok(()),
+        d => std::fs::create_dir_all(d),
+    });
     if let Err(e) = written {
         let mut r = rec.clone();
         r.network = net.0.clone();
         teardown(cni, &r);
         let _ = crate::image::fsutil::remove_tree(&rec.files_dir);
         return Err(CriError::io(
-            format!("sandbox {}: write files", rec.id),
+            format!("sandbox {}: write its files and log directory", rec.id),
             &rec.files_dir,
         )(e));
     }

@@ -112,6 +112,17 @@ impl Cri {
             containers = state.containers.len(),
             "recovered CRI state"
         );
+        // Namespaces pinned by a RunPodSandbox that a crash cut short
+        // (no record was written): unpin them.
+        if let Ok(rd) = std::fs::read_dir(cfg.ns_dir()) {
+            for e in rd.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                if !state.sandboxes.contains_key(&id) {
+                    tracing::warn!(sandbox = %id, "unpinning the namespaces of a sandbox without a record");
+                    crate::sandbox::ns::unpin(&e.path());
+                }
+            }
+        }
         // Execs of an earlier run can no longer be waited for.
         if let Ok(rd) = std::fs::read_dir(cfg.exec_dir()) {
             for e in rd.flatten() {
