@@ -595,3 +595,90 @@ fn bad_requests_name_the_field_and_change_nothing() {
         );
     });
 }
+
+#[test]
+fn concurrent_stops_and_removes_of_one_pod_all_succeed_and_leave_nothing() {
+    require_root!();
+    let node = CriNode::start();
+    rt().block_on(async {
+        let c = connect(&node).await;
+        let mut rt = c.rt.clone();
+        let pod = rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod_config(&node, "race")),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let mut ids = vec![];
+        for name in ["r1", "r2"] {
+            let id = rt
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(ctr_config(name, "while true; do sleep 1; done")),
+                    sandbox_config: Some(pod_config(&node, "race")),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .container_id;
+            rt.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        // kubelet-style overlap: the pod and its containers stopped and
+        // removed from several calls at once.
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..6 {
+            let mut rt = c.rt.clone();
+            let (pod, ctr) = (pod.clone(), ids[i % 2].clone());
+            calls.spawn(async move {
+                let r = match i % 3 {
+                    0 => rt
+                        .stop_container(cri::StopContainerRequest {
+                            container_id: ctr,
+                            timeout: 0,
+                        })
+                        .await
+                        .map(drop),
+                    1 => rt
+                        .remove_container(cri::RemoveContainerRequest { container_id: ctr })
+                        .await
+                        .map(drop),
+                    _ => rt
+                        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                            pod_sandbox_id: pod,
+                        })
+                        .await
+                        .map(drop),
+                };
+                (i, r)
+            });
+        }
+        while let Some(joined) = calls.join_next().await {
+            let (i, r) = joined.expect("call task");
+            if let Err(s) = r {
+                // A stop that lost the race to a remove finds nothing: NotFound is fine there.
+                assert!(i % 3 == 0 && s.code() == Code::NotFound, "call {i}: {s:?}");
+            }
+        }
+        let left = rt
+            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(left.items.is_empty());
+    });
+    for sub in ["sandboxes", "containers", "shim", "ns"] {
+        assert_eq!(node.state_entries(sub), 0, "{sub} left behind");
+    }
+    assert_eq!(
+        husk_tests::husklet::entry_count(&node.root().join("containers")),
+        0
+    );
+}

@@ -164,6 +164,17 @@ impl Cri {
                 })?
                 .clone()
         };
+        // A sandbox being stopped or removed takes no new containers meanwhile.
+        let _sandbox_lock = self.lock(&sandbox.id).await;
+        let sandbox = match self.state().sandboxes.get(&sandbox.id) {
+            Some(s) => s.clone(),
+            None => {
+                return Err(CriError::NotFound {
+                    kind: "sandbox (pod_sandbox_id)",
+                    id: req.pod_sandbox_id.clone(),
+                });
+            }
+        };
         if !sandbox.ready {
             return Err(CriError::FailedPrecondition(format!(
                 "sandbox {} is not ready",
@@ -272,7 +283,9 @@ impl Cri {
     }
 
     pub(crate) async fn start(&self, id: &str) -> Result<(), CriError> {
-        let mut rec = self.container(id)?;
+        let full = self.container(id)?.id;
+        let _lock = self.lock(&full).await;
+        let mut rec = self.container(&full)?;
         match rec.live() {
             Live::Created => {}
             other => {
@@ -302,7 +315,18 @@ impl Cri {
 
     /// Stop: the stop signal, then SIGKILL after `timeout` seconds.
     pub(crate) async fn stop(&self, id: &str, timeout: i64) -> Result<(), CriError> {
-        let rec = self.container(id)?;
+        let full = self.container(id)?.id;
+        let _lock = self.lock(&full).await;
+        match self.container(&full) {
+            Ok(rec) => self.stop_locked(&rec, timeout).await,
+            // Removed while we waited.
+            Err(CriError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stop with the container's lock held.
+    async fn stop_locked(&self, rec: &ContainerRecord, timeout: i64) -> Result<(), CriError> {
         if matches!(rec.live(), Live::Exited(_) | Live::Unknown) {
             return Ok(());
         }
@@ -313,13 +337,13 @@ impl Cri {
                 .ok()
                 .and_then(|d| d.config.stop_signal)
                 .unwrap_or_else(|| "SIGTERM".into());
-            self.kill(&rec, &sig).await;
-            if wait_exit(&rec, Duration::from_secs(timeout as u64)).await {
+            self.kill(rec, &sig).await;
+            if wait_exit(rec, Duration::from_secs(timeout as u64)).await {
                 return Ok(());
             }
         }
-        self.kill(&rec, "SIGKILL").await;
-        if wait_exit(&rec, Duration::from_secs(10)).await {
+        self.kill(rec, "SIGKILL").await;
+        if wait_exit(rec, Duration::from_secs(10)).await {
             return Ok(());
         }
         Err(CriError::DeadlineExceeded(format!(
@@ -353,7 +377,14 @@ impl Cri {
             Err(CriError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
-        self.stop(&rec.id, 0).await?;
+        let _lock = self.lock(&rec.id).await;
+        let rec = match self.container(&rec.id) {
+            Ok(r) => r,
+            // Removed while we waited.
+            Err(CriError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.stop_locked(&rec, 0).await?;
         let out = tokio::process::Command::new(&self.cfg.runtime)
             .arg("--root")
             .arg(self.cfg.runtime_root())
@@ -387,6 +418,8 @@ impl Cri {
         let mut st = self.state();
         st.containers.remove(&rec.id);
         st.names.remove(&rec.name_key);
+        drop(st);
+        self.drop_lock(&rec.id);
         tracing::info!(container = %rec.id, "container removed");
         Ok(())
     }

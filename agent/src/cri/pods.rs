@@ -123,6 +123,13 @@ impl Cri {
 
     pub(crate) async fn stop_sandbox(&self, id: &str) -> Result<(), CriError> {
         let id = self.sandbox_id(id)?;
+        let _lock = self.lock(&id).await;
+        self.stop_sandbox_locked(&id).await
+    }
+
+    /// Stop with the sandbox's lock held.
+    async fn stop_sandbox_locked(&self, id: &str) -> Result<(), CriError> {
+        let id = id.to_string();
         let members: Vec<String> = {
             let st = self.state();
             st.containers
@@ -159,7 +166,12 @@ impl Cri {
             Err(CriError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
-        self.stop_sandbox(&id).await?;
+        let _lock = self.lock(&id).await;
+        if !self.state().sandboxes.contains_key(&id) {
+            // Removed while we waited.
+            return Ok(());
+        }
+        self.stop_sandbox_locked(&id).await?;
         let members: Vec<String> = {
             let st = self.state();
             st.containers
@@ -188,6 +200,8 @@ impl Cri {
         let mut st = self.state();
         st.sandboxes.remove(&id);
         st.names.remove(&name_key(&rec.metadata()));
+        drop(st);
+        self.drop_lock(&id);
         tracing::info!(sandbox = %id, "sandbox removed");
         Ok(())
     }

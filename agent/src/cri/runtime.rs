@@ -22,6 +22,9 @@ pub struct Cri {
     pub(crate) images: ImageStore,
     pub(crate) cni: Cni,
     state: Mutex<State>,
+    /// One async lock per sandbox or container id: calls that change an
+    /// object (start, stop, remove, create in a sandbox) run one at a time.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// What is known in memory; the records on disk are the truth after a restart.
@@ -134,6 +137,7 @@ impl Cri {
             images,
             cni,
             state: Mutex::new(state),
+            locks: Mutex::default(),
         })
     }
 
@@ -147,6 +151,28 @@ impl Cri {
         // A panic while holding the lock leaves consistent maps (every
         // mutation is a single insert or remove), so poisoning is ignored.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Cri {
+    /// Hold `id`'s lock until the guard is dropped.
+    pub(crate) async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = self
+            .locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        m.lock_owned().await
+    }
+
+    /// Forget `id`'s lock (the object is gone; waiters find no record).
+    pub(crate) fn drop_lock(&self, id: &str) {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 }
 
