@@ -345,6 +345,50 @@ fn every_served_rpc_answers_over_grpc() {
         assert_eq!((s.exit_code, s.reason.as_str()), (137, "Error"));
         assert!(s.log_path.ends_with("g1/stubborn.log"), "{}", s.log_path);
 
+        // ReopenContainerLog: after a rotator renamed the file, new lines go to a new one.
+        let ticker =
+            c.rt.create_container(create(
+                "ticker",
+                "while true; do echo tick; sleep 0.2; done",
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        c.rt.start_container(cri::StartContainerRequest {
+            container_id: ticker.clone(),
+        })
+        .await
+        .unwrap();
+        let log = node.logs().join("g1/ticker.log");
+        husk_tests::wait_for("ticker's first line", 10, || {
+            std::fs::read_to_string(&log).is_ok_and(|s| s.contains("tick"))
+        });
+        let rotated = node.logs().join("g1/ticker.log.1");
+        std::fs::rename(&log, &rotated).unwrap();
+        c.rt.reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: ticker.clone(),
+        })
+        .await
+        .unwrap();
+        husk_tests::wait_for("a line in the reopened log", 10, || {
+            std::fs::read_to_string(&log).is_ok_and(|s| s.contains(" stdout F tick"))
+        });
+        c.rt.remove_container(cri::RemoveContainerRequest {
+            container_id: ticker.clone(),
+        })
+        .await
+        .unwrap();
+        c.rt.update_runtime_config(cri::UpdateRuntimeConfigRequest {
+            runtime_config: Some(cri::RuntimeConfig {
+                network_config: Some(cri::NetworkConfig {
+                    pod_cidr: "10.88.0.0/16".into(),
+                }),
+            }),
+        })
+        .await
+        .unwrap();
+
         // Not served yet: Unimplemented, naming the RPC.
         let r =
             c.rt.attach(cri::AttachRequest {

@@ -313,6 +313,27 @@ impl Cri {
         Ok(())
     }
 
+    /// Have the shim reopen the log file (after a rotator renamed it).
+    pub(crate) async fn reopen_log(&self, id: &str) -> Result<(), CriError> {
+        let rec = self.container(id)?;
+        if !matches!(rec.live(), Live::Running) {
+            return Err(CriError::FailedPrecondition(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        let (dir, cid) = (rec.shim_dir.clone(), rec.id.clone());
+        blocking("reopen the log", move || {
+            husk_shim::Ctl::connect(&dir)
+                .map_err(|e| {
+                    CriError::internal(format!("container {cid}: connect to husk-shim"), e)
+                })?
+                .reopen_log()
+                .map_err(|e| CriError::internal(format!("container {cid}: reopen the log"), e))
+        })
+        .await
+    }
+
     /// Stop: the stop signal, then SIGKILL after `timeout` seconds.
     pub(crate) async fn stop(&self, id: &str, timeout: i64) -> Result<(), CriError> {
         let full = self.container(id)?.id;

@@ -339,6 +339,29 @@ impl RuntimeService for Cri {
         self.status_of(&req.container_id, req.verbose)
     }
 
+    async fn reopen_container_log(
+        &self,
+        req: cri::ReopenContainerLogRequest,
+    ) -> CriResult<cri::ReopenContainerLogResponse> {
+        self.reopen_log(&req.container_id).await?;
+        Ok(cri::ReopenContainerLogResponse {})
+    }
+
+    async fn update_runtime_config(
+        &self,
+        req: cri::UpdateRuntimeConfigRequest,
+    ) -> CriResult<cri::UpdateRuntimeConfigResponse> {
+        // The pod CIDR is the CNI config's business here (host-local ranges);
+        // it is only logged.
+        let cidr = req
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        tracing::info!(pod_cidr = %cidr, "UpdateRuntimeConfig");
+        Ok(cri::UpdateRuntimeConfigResponse {})
+    }
+
     async fn exec_sync(&self, req: cri::ExecSyncRequest) -> CriResult<cri::ExecSyncResponse> {
         self.exec_sync_in(req).await
     }
