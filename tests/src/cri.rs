@@ -61,6 +61,9 @@ impl CriNode {
         let out = crate::husklet::husklet(
             &node.root(),
             &[
+                // The test store is tiny: no free-space reserve on a busy disk.
+                "--min-free",
+                "0",
                 "images",
                 "import",
                 layout.to_str().expect("utf-8"),
@@ -129,8 +132,7 @@ impl CriNode {
             .expect("husklet log");
         let bin_dir = crate::bins::bin_dir();
         let child = crate::husklet::husklet_command(&self.root())
-            .arg("serve")
-            .arg("--listen")
+            .args(["--min-free", "0", "serve", "--listen"])
             .arg(self.endpoint())
             .arg("--state")
             .arg(self.state())

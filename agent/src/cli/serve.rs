@@ -65,10 +65,11 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
         let cri = Arc::new(Cri::new(cfg, store).context("open the CRI state")?);
         let listener = server::bind(&path)?;
         tracing::info!(socket = %path.display(), "serving CRI");
-        let shutdown = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("install the SIGTERM handler")?;
+        // SIGTERM or SIGINT: stop serving and remove the socket; the
+        // containers live on under their shims.
+        let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
