@@ -1,3 +1,5 @@
 //! husklet: the node agent library (image store, CRI service, pods).
 
+pub mod cri;
 pub mod image;
+pub mod sandbox;

@@ -45,11 +45,24 @@ ensure_rust() {
   fi
 }
 
+# The Kubernetes client binaries the CRI tests drive (crictl, ...), unpacked
+# into $HUSK_K8S_BIN (default build/k8s) from $HUSK_K8S_TOOLS (default
+# ../shared/tools next to the repo) when that exists; else those tests skip.
+ensure_k8s_tools() {
+  local src="${HUSK_K8S_TOOLS:-$HUSK_REPO/../shared/tools}"
+  if [ ! -x "$src/unpack" ]; then
+    log "no $src/unpack: the crictl tests will skip (set HUSK_K8S_BIN to a dir with crictl)"
+    return 0
+  fi
+  "$src/unpack" "${HUSK_K8S_BIN:-$HUSK_BUILD/k8s}" >/dev/null
+}
+
 # Everything the project needs on a fresh Debian 12 machine.
 husk_setup() {
   require_root
   ensure_apt_packages "${HUSK_APT_PACKAGES[@]}"
   ensure_rust
+  ensure_k8s_tools
   # The Debian registry package starts a daemon on :5000 on install; tests run their own.
   if systemctl is-active --quiet docker-registry 2>/dev/null; then systemctl stop docker-registry || true; fi
 }

@@ -3,6 +3,7 @@
 
 mod images;
 mod rootfs;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -84,6 +85,8 @@ pub enum Command {
     /// Container root filesystems (overlay mounts of an image).
     #[command(subcommand)]
     Rootfs(rootfs::RootfsCmd),
+    /// Serve CRI v1 (RuntimeService, ImageService) on a unix socket.
+    Serve(serve::ServeArgs),
 }
 
 pub fn init_tracing(debug: bool) {
@@ -106,6 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Images(c) => images::run(&g, c),
         Command::Rootfs(c) => rootfs::run(&g, c),
+        Command::Serve(a) => serve::run(&g, a),
     }
 }
 

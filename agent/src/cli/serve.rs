@@ -1,0 +1,84 @@
+//! `husklet serve`: the CRI server on a unix socket, for a stock kubelet or crictl.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use husklet::cri::{Cri, CriConfig, server};
+
+use super::Global;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where to serve CRI v1.
+    #[arg(long, default_value = "unix:///run/husk/husklet.sock")]
+    pub listen: String,
+    /// Volatile state: sandbox and container records, pinned namespaces, shim dirs.
+    #[arg(long, default_value = "/run/husk")]
+    pub state: PathBuf,
+    /// The OCI runtime [default: `husk` next to husklet, else on PATH].
+    #[arg(long)]
+    pub runtime: Option<PathBuf>,
+    /// The per-container shim [default: `husk-shim` next to husklet, else on PATH].
+    #[arg(long)]
+    pub shim: Option<PathBuf>,
+    /// CNI network configs; the first (by file name) is the pod network.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    /// CNI plugin dirs, searched in order (repeat the option, or separate with ':').
+    #[arg(long, value_delimiter = ':', default_values = ["/opt/cni/bin", "/usr/lib/cni"])]
+    pub cni_bin_dir: Vec<PathBuf>,
+}
+
+/// `name` next to the running husklet, else the bare name (looked up on PATH).
+fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
+    let store = super::open_store(g)?;
+    let abs = |p: &PathBuf| std::path::absolute(p).with_context(|| format!("{}", p.display()));
+    let cfg = CriConfig {
+        root: g.root.clone(),
+        state: abs(&a.state)?,
+        runtime: a.runtime.unwrap_or_else(|| sibling("husk")),
+        shim: a.shim.unwrap_or_else(|| sibling("husk-shim")),
+        cni_conf_dir: abs(&a.cni_conf_dir)?,
+        cni_bin_dirs: a
+            .cni_bin_dir
+            .iter()
+            .map(abs)
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let path = server::socket_path(&a.listen)?.to_path_buf();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(async move {
+        let cri = Arc::new(Cri::new(cfg, store).context("open the CRI state")?);
+        let listener = server::bind(&path)?;
+        tracing::info!(socket = %path.display(), "serving CRI");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("install the SIGTERM handler")?;
+        // SIGTERM or SIGINT: stop serving and remove the socket; the
+        // containers live on under their shims.
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        server::serve(cri, listener, shutdown)
+            .await
+            .context("CRI server")?;
+        let _ = std::fs::remove_file(&path);
+        Ok(())
+    })
+}

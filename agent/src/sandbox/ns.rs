@@ -1,0 +1,155 @@
+//! Pinned namespaces: a sandbox's net, ipc and uts namespaces are created by
+//! a short-lived thread (never a forked process) and kept alive by bind
+//! mounts of `/proc/thread-self/ns/<kind>` under the sandbox's ns dir;
+//! containers join them by path.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+
+/// A namespace kind a sandbox pins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Net,
+    Ipc,
+    Uts,
+}
+
+impl Kind {
+    /// The file name under `/proc/<pid>/ns` (and in the ns dir).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Net => "net",
+            Kind::Ipc => "ipc",
+            Kind::Uts => "uts",
+        }
+    }
+
+    fn flag(self) -> CloneFlags {
+        match self {
+            Kind::Net => CloneFlags::CLONE_NEWNET,
+            Kind::Ipc => CloneFlags::CLONE_NEWIPC,
+            Kind::Uts => CloneFlags::CLONE_NEWUTS,
+        }
+    }
+}
+
+/// Why pinning failed (nothing is left pinned then).
+#[derive(Debug, thiserror::Error)]
+pub enum NsError {
+    #[error("{step} ({})", path.display())]
+    Sys {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{step} ({})", path.display())]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the namespace thread panicked")]
+    Thread,
+}
+
+/// Create fresh namespaces of `kinds` and pin them in `dir`; in the new uts
+/// namespace set `hostname`, in the new net namespace bring `lo` up.
+pub fn pin(dir: &Path, kinds: &[Kind], hostname: &str) -> Result<(), NsError> {
+    std::fs::create_dir_all(dir).map_err(|source| NsError::Io {
+        step: "create the ns dir",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let (dir2, kinds2, host) = (dir.to_path_buf(), kinds.to_vec(), hostname.to_string());
+    // A thread of its own: unshare changes only this thread's namespaces,
+    // and the thread ends right after, so no other task ever runs in them.
+    let res = std::thread::spawn(move || pin_in_thread(&dir2, &kinds2, &host))
+        .join()
+        .unwrap_or(Err(NsError::Thread));
+    if res.is_err() {
+        unpin(dir);
+    }
+    res
+}
+
+fn pin_in_thread(dir: &Path, kinds: &[Kind], hostname: &str) -> Result<(), NsError> {
+    let sys = |step, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| NsError::Sys { step, path, source }
+    };
+    let flags = kinds.iter().fold(CloneFlags::empty(), |f, k| f | k.flag());
+    nix::sched::unshare(flags).map_err(sys("unshare", dir))?;
+    if kinds.contains(&Kind::Uts) {
+        nix::unistd::sethostname(hostname).map_err(sys("sethostname", dir))?;
+    }
+    if kinds.contains(&Kind::Net) {
+        loopback_up().map_err(sys("bring lo up", dir))?;
+    }
+    for k in kinds {
+        let target = dir.join(k.name());
+        std::fs::File::create(&target).map_err(|source| NsError::Io {
+            step: "create the pin file",
+            path: target.clone(),
+            source,
+        })?;
+        let src = PathBuf::from("/proc/thread-self/ns").join(k.name());
+        nix::mount::mount(
+            Some(&src),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(sys("bind-mount the namespace", &target))?;
+    }
+    Ok(())
+}
+
+/// Set IFF_UP on `lo` in the calling thread's network namespace.
+fn loopback_up() -> nix::Result<()> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    use std::os::fd::AsRawFd;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name and writes ifru_flags of the ifreq we own.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) };
+    nix::errno::Errno::result(rc)?;
+    // SAFETY: the flags member was just filled in by the kernel.
+    unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) };
+    nix::errno::Errno::result(rc).map(drop)
+}
+
+/// Unmount and remove every pin in `dir`, and `dir`. Idempotent; errors are
+/// logged (a busy mount is detached anyway).
+pub fn unpin(dir: &Path) {
+    for k in [Kind::Net, Kind::Ipc, Kind::Uts] {
+        let p = dir.join(k.name());
+        match nix::mount::umount2(&p, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => tracing::warn!(path = %p.display(), error = %e, "unmount a pinned namespace"),
+        }
+        let _ = std::fs::remove_file(&p);
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Whether `path` is a pinned namespace (a bind mount of an nsfs inode).
+pub fn is_pinned(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+}

@@ -1,0 +1,728 @@
+//! A tonic CRI client against `husklet serve`: every RPC husklet serves,
+//! the ones it does not serve yet (Unimplemented, naming the RPC), and bad
+//! requests, which get a gRPC error naming the field and change nothing.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use husk_tests::cri::CriNode;
+use husk_tests::require_root;
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+struct Client {
+    rt: RuntimeServiceClient<Channel>,
+    img: ImageServiceClient<Channel>,
+}
+
+async fn connect(node: &CriNode) -> Client {
+    let path = node.socket();
+    let ch = Endpoint::from_static("http://cri.invalid")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .expect("connect to husklet");
+    Client {
+        rt: RuntimeServiceClient::new(ch.clone()),
+        img: ImageServiceClient::new(ch),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    // One thread: the test thread, which is in the test's namespaces.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn pod_config(node: &CriNode, name: &str) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            namespace: "default".into(),
+            uid: format!("uid-{name}"),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: node.logs().join(name).to_string_lossy().into_owned(),
+        labels: HashMap::from([("pod".to_string(), name.to_string())]),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: node.cgroup_parent(name),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn ctr_config(name: &str, script: &str) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: "busybox:latest".into(),
+            ..Default::default()
+        }),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        log_path: format!("{name}.log"),
+        labels: HashMap::from([("ctr".to_string(), name.to_string())]),
+        ..Default::default()
+    }
+}
+
+fn expect_err<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, needle: &str) {
+    match r {
+        Ok(v) => panic!("expected {code:?} naming {needle:?}, got Ok({v:?})"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "{}", s.message());
+            assert!(
+                s.message().contains(needle),
+                "{:?} does not name {needle:?}",
+                s.message()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_served_rpc_answers_over_grpc() {
+    require_root!();
+    let node = CriNode::start();
+    rt().block_on(async {
+        let mut c = connect(&node).await;
+        let v =
+            c.rt.version(cri::VersionRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+        assert_eq!(
+            (v.runtime_name.as_str(), v.runtime_api_version.as_str()),
+            ("husk", "v1")
+        );
+        let st =
+            c.rt.status(cri::StatusRequest { verbose: true })
+                .await
+                .unwrap()
+                .into_inner();
+        let conds = st.status.unwrap().conditions;
+        assert!(conds.iter().all(|c| c.status), "{conds:?}");
+        let rc =
+            c.rt.runtime_config(cri::RuntimeConfigRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+        assert_eq!(
+            rc.linux.unwrap().cgroup_driver,
+            cri::CgroupDriver::Cgroupfs as i32
+        );
+
+        // Images.
+        let imgs = c
+            .img
+            .list_images(cri::ListImagesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(imgs.images.len(), 1);
+        let busybox = &imgs.images[0];
+        assert!(
+            busybox
+                .repo_tags
+                .contains(&"docker.io/library/busybox:latest".to_string())
+        );
+        let spec = |s: &str| {
+            Some(cri::ImageSpec {
+                image: s.into(),
+                ..Default::default()
+            })
+        };
+        let st = c
+            .img
+            .image_status(cri::ImageStatusRequest {
+                image: spec("busybox"),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            st.image.as_ref().map(|i| i.id.clone()),
+            Some(busybox.id.clone())
+        );
+        assert!(
+            st.info["info"].contains("Cmd") || st.info["info"].contains("cmd"),
+            "{:?}",
+            st.info
+        );
+        let st = c
+            .img
+            .image_status(cri::ImageStatusRequest {
+                image: spec("nosuch:v9"),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            st.image.is_none(),
+            "an unknown image has no status, not an error"
+        );
+        let fs = c
+            .img
+            .image_fs_info(cri::ImageFsInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(fs.image_filesystems[0].used_bytes.as_ref().unwrap().value > 0);
+        // RemoveImage of what is not there is fine (idempotent).
+        c.img
+            .remove_image(cri::RemoveImageRequest {
+                image: spec("nosuch:v9"),
+            })
+            .await
+            .unwrap();
+
+        // A pod with two containers.
+        let pod =
+            c.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod_config(&node, "g1")),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let ps =
+            c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(ps.state, cri::PodSandboxState::SandboxReady as i32);
+        assert!(!ps.network.unwrap().ip.is_empty());
+        let create = |name: &str, script: &str| cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(ctr_config(name, script)),
+            sandbox_config: Some(pod_config(&node, "g1")),
+        };
+        let stubborn =
+            c.rt.create_container(create("stubborn", "while true; do sleep 1; done"))
+                .await
+                .unwrap()
+                .into_inner()
+                .container_id;
+        let polite =
+            c.rt.create_container(create(
+                "polite",
+                "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        for id in [&stubborn, &polite] {
+            c.rt.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        let list = |f: cri::ContainerFilter| cri::ListContainersRequest { filter: Some(f) };
+        let running =
+            c.rt.list_containers(list(cri::ContainerFilter {
+                state: Some(cri::ContainerStateValue {
+                    state: cri::ContainerState::ContainerRunning as i32,
+                }),
+                pod_sandbox_id: pod.clone(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert_eq!(running.len(), 2);
+        let by_label =
+            c.rt.list_containers(list(cri::ContainerFilter {
+                label_selector: HashMap::from([("ctr".to_string(), "polite".to_string())]),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert_eq!(
+            by_label.iter().map(|c| &c.id).collect::<Vec<_>>(),
+            [&polite]
+        );
+
+        // ExecSync: both streams and the exit code; a timeout.
+        let ex =
+            c.rt.exec_sync(cri::ExecSyncRequest {
+                container_id: stubborn.clone(),
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo out; echo err >&2; exit 7".into(),
+                ],
+                timeout: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (ex.stdout.as_slice(), ex.stderr.as_slice(), ex.exit_code),
+            (&b"out\n"[..], &b"err\n"[..], 7)
+        );
+        let t0 = Instant::now();
+        let r =
+            c.rt.exec_sync(cri::ExecSyncRequest {
+                container_id: stubborn.clone(),
+                cmd: vec!["sleep".into(), "30".into()],
+                timeout: 1,
+            })
+            .await;
+        expect_err(r, Code::DeadlineExceeded, "timed out");
+        assert!(t0.elapsed() < Duration::from_secs(10));
+
+        // Stop: a process that handles SIGTERM ends on it; PID 1 without a
+        // handler ignores it and is killed when the timeout runs out.
+        let t0 = Instant::now();
+        c.rt.stop_container(cri::StopContainerRequest {
+            container_id: polite.clone(),
+            timeout: 20,
+        })
+        .await
+        .unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(10), "SIGTERM was enough");
+        let t0 = Instant::now();
+        c.rt.stop_container(cri::StopContainerRequest {
+            container_id: stubborn.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+        assert!(
+            t0.elapsed() >= Duration::from_secs(1),
+            "SIGKILL only after the timeout"
+        );
+        let status = |id: &String| cri::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        };
+        let s =
+            c.rt.container_status(status(&polite))
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap();
+        assert_eq!(
+            (s.state, s.exit_code, s.reason.as_str()),
+            (cri::ContainerState::ContainerExited as i32, 0, "Completed")
+        );
+        assert!(s.finished_at >= s.started_at && s.started_at > 0);
+        let s =
+            c.rt.container_status(status(&stubborn))
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap();
+        assert_eq!((s.exit_code, s.reason.as_str()), (137, "Error"));
+        assert!(s.log_path.ends_with("g1/stubborn.log"), "{}", s.log_path);
+
+        // ReopenContainerLog: after a rotator renamed the file, new lines go to a new one.
+        let ticker =
+            c.rt.create_container(create(
+                "ticker",
+                "while true; do echo tick; sleep 0.2; done",
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        c.rt.start_container(cri::StartContainerRequest {
+            container_id: ticker.clone(),
+        })
+        .await
+        .unwrap();
+        let log = node.logs().join("g1/ticker.log");
+        husk_tests::wait_for("ticker's first line", 10, || {
+            std::fs::read_to_string(&log).is_ok_and(|s| s.contains("tick"))
+        });
+        let rotated = node.logs().join("g1/ticker.log.1");
+        std::fs::rename(&log, &rotated).unwrap();
+        c.rt.reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: ticker.clone(),
+        })
+        .await
+        .unwrap();
+        husk_tests::wait_for("a line in the reopened log", 10, || {
+            std::fs::read_to_string(&log).is_ok_and(|s| s.contains(" stdout F tick"))
+        });
+        c.rt.remove_container(cri::RemoveContainerRequest {
+            container_id: ticker.clone(),
+        })
+        .await
+        .unwrap();
+        c.rt.update_runtime_config(cri::UpdateRuntimeConfigRequest {
+            runtime_config: Some(cri::RuntimeConfig {
+                network_config: Some(cri::NetworkConfig {
+                    pod_cidr: "10.88.0.0/16".into(),
+                }),
+            }),
+        })
+        .await
+        .unwrap();
+
+        // Not served yet: Unimplemented, naming the RPC.
+        let r =
+            c.rt.attach(cri::AttachRequest {
+                container_id: stubborn.clone(),
+                ..Default::default()
+            })
+            .await;
+        expect_err(r, Code::Unimplemented, "Attach");
+        let r =
+            c.rt.container_stats(cri::ContainerStatsRequest {
+                container_id: stubborn.clone(),
+            })
+            .await;
+        expect_err(r, Code::Unimplemented, "ContainerStats");
+
+        // Remove and stop are idempotent.
+        for _ in 0..2 {
+            c.rt.remove_container(cri::RemoveContainerRequest {
+                container_id: polite.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        for _ in 0..2 {
+            c.rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        for _ in 0..2 {
+            c.rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        let left =
+            c.rt.list_containers(cri::ListContainersRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+        assert!(
+            left.containers.is_empty(),
+            "removing the pod removes its containers"
+        );
+    });
+}
+
+/// Everything a bad request could have changed.
+fn snapshot(node: &CriNode) -> Vec<usize> {
+    let mut v: Vec<usize> = ["sandboxes", "containers", "shim", "ns", "exec"]
+        .iter()
+        .map(|s| node.state_entries(s))
+        .collect();
+    v.push(husk_tests::husklet::entry_count(
+        &node.root().join("containers"),
+    ));
+    v.push(husk_tests::husklet::entry_count(&node.logs()));
+    v
+}
+
+#[test]
+fn bad_requests_name_the_field_and_change_nothing() {
+    require_root!();
+    let node = CriNode::start();
+    rt().block_on(async {
+        let mut c = connect(&node).await;
+        let good = pod_config(&node, "b1");
+        let pod =
+            c.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(good.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let ctr =
+            c.rt.create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(ctr_config("c1", "sleep 100")),
+                sandbox_config: Some(good.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        let before = snapshot(&node);
+
+        let runp =
+            |config: Option<cri::PodSandboxConfig>, handler: &str| cri::RunPodSandboxRequest {
+                config,
+                runtime_handler: handler.into(),
+            };
+        let mut no_md = pod_config(&node, "x");
+        no_md.metadata = None;
+        let mut no_name = pod_config(&node, "x");
+        no_name.metadata.as_mut().unwrap().name.clear();
+        let mut bad_cg = pod_config(&node, "x");
+        bad_cg.linux.as_mut().unwrap().cgroup_parent = "../escape".into();
+        let cases = [
+            (runp(None, ""), Code::InvalidArgument, "config"),
+            (
+                runp(Some(no_md), ""),
+                Code::InvalidArgument,
+                "config.metadata",
+            ),
+            (
+                runp(Some(no_name), ""),
+                Code::InvalidArgument,
+                "config.metadata.name",
+            ),
+            (
+                runp(Some(bad_cg), ""),
+                Code::InvalidArgument,
+                "config.linux.cgroup_parent",
+            ),
+            (
+                runp(Some(pod_config(&node, "y")), "kata"),
+                Code::InvalidArgument,
+                "runtime_handler",
+            ),
+            (runp(Some(good.clone()), ""), Code::AlreadyExists, "b1"),
+        ];
+        for (req, code, field) in cases {
+            expect_err(c.rt.run_pod_sandbox(req).await, code, field);
+        }
+
+        let create = |sandbox: &str, config: cri::ContainerConfig| cri::CreateContainerRequest {
+            pod_sandbox_id: sandbox.into(),
+            config: Some(config),
+            sandbox_config: Some(good.clone()),
+        };
+        let mut no_md = ctr_config("x", "true");
+        no_md.metadata = None;
+        let mut unknown_image = ctr_config("x", "true");
+        unknown_image.image.as_mut().unwrap().image = "nosuch:v1".into();
+        let mut rel_mount = ctr_config("x", "true");
+        rel_mount.mounts = vec![cri::Mount {
+            container_path: "data".into(),
+            host_path: "/tmp".into(),
+            ..Default::default()
+        }];
+        let mut missing_src = ctr_config("x", "true");
+        missing_src.mounts = vec![cri::Mount {
+            container_path: "/data".into(),
+            host_path: "/nonexistent/husk-test".into(),
+            ..Default::default()
+        }];
+        let mut escape_log = ctr_config("x", "true");
+        escape_log.log_path = "../../etc/x.log".into();
+        let cases = [
+            (
+                create("nosuchpod", ctr_config("x", "true")),
+                Code::NotFound,
+                "pod_sandbox_id",
+            ),
+            (
+                create(&pod, no_md),
+                Code::InvalidArgument,
+                "config.metadata",
+            ),
+            (
+                create(&pod, unknown_image),
+                Code::NotFound,
+                "config.image.image",
+            ),
+            (
+                create(&pod, rel_mount),
+                Code::InvalidArgument,
+                "config.mounts[0].container_path",
+            ),
+            (
+                create(&pod, missing_src),
+                Code::InvalidArgument,
+                "config.mounts[0].host_path",
+            ),
+            (
+                create(&pod, escape_log),
+                Code::InvalidArgument,
+                "config.log_path",
+            ),
+            (
+                create(&pod, ctr_config("c1", "true")),
+                Code::AlreadyExists,
+                "c1",
+            ),
+        ];
+        for (req, code, field) in cases {
+            expect_err(c.rt.create_container(req).await, code, field);
+        }
+
+        let r =
+            c.rt.container_status(cri::ContainerStatusRequest {
+                container_id: "nosuch".into(),
+                verbose: false,
+            })
+            .await;
+        expect_err(r, Code::NotFound, "nosuch");
+        let r =
+            c.rt.start_container(cri::StartContainerRequest {
+                container_id: "nosuch".into(),
+            })
+            .await;
+        expect_err(r, Code::NotFound, "nosuch");
+        let r =
+            c.rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: "nosuch".into(),
+                verbose: false,
+            })
+            .await;
+        expect_err(r, Code::NotFound, "nosuch");
+        let r =
+            c.rt.exec_sync(cri::ExecSyncRequest {
+                container_id: ctr.clone(),
+                cmd: vec![],
+                timeout: 0,
+            })
+            .await;
+        expect_err(r, Code::InvalidArgument, "cmd");
+        let r =
+            c.rt.exec_sync(cri::ExecSyncRequest {
+                container_id: ctr.clone(),
+                cmd: vec!["true".into()],
+                timeout: 0,
+            })
+            .await;
+        expect_err(r, Code::FailedPrecondition, "not running");
+        let r = c.img.pull_image(cri::PullImageRequest::default()).await;
+        expect_err(r, Code::InvalidArgument, "image.image");
+
+        assert_eq!(
+            snapshot(&node),
+            before,
+            "a bad request changed the node's state"
+        );
+        let s =
+            c.rt.container_status(cri::ContainerStatusRequest {
+                container_id: ctr.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            s.into_inner().status.unwrap().state,
+            cri::ContainerState::ContainerCreated as i32
+        );
+    });
+}
+
+#[test]
+fn concurrent_stops_and_removes_of_one_pod_all_succeed_and_leave_nothing() {
+    require_root!();
+    let node = CriNode::start();
+    rt().block_on(async {
+        let c = connect(&node).await;
+        let mut rt = c.rt.clone();
+        let pod = rt
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod_config(&node, "race")),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let mut ids = vec![];
+        for name in ["r1", "r2"] {
+            let id = rt
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(ctr_config(name, "while true; do sleep 1; done")),
+                    sandbox_config: Some(pod_config(&node, "race")),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .container_id;
+            rt.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        // kubelet-style overlap: the pod and its containers stopped and
+        // removed from several calls at once.
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..6 {
+            let mut rt = c.rt.clone();
+            let (pod, ctr) = (pod.clone(), ids[i % 2].clone());
+            calls.spawn(async move {
+                let r = match i % 3 {
+                    0 => rt
+                        .stop_container(cri::StopContainerRequest {
+                            container_id: ctr,
+                            timeout: 0,
+                        })
+                        .await
+                        .map(drop),
+                    1 => rt
+                        .remove_container(cri::RemoveContainerRequest { container_id: ctr })
+                        .await
+                        .map(drop),
+                    _ => rt
+                        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                            pod_sandbox_id: pod,
+                        })
+                        .await
+                        .map(drop),
+                };
+                (i, r)
+            });
+        }
+        while let Some(joined) = calls.join_next().await {
+            let (i, r) = joined.expect("call task");
+            if let Err(s) = r {
+                // A stop that lost the race to a remove finds nothing: NotFound is fine there.
+                assert!(i % 3 == 0 && s.code() == Code::NotFound, "call {i}: {s:?}");
+            }
+        }
+        let left = rt
+            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(left.items.is_empty());
+    });
+    for sub in ["sandboxes", "containers", "shim", "ns"] {
+        assert_eq!(node.state_entries(sub), 0, "{sub} left behind");
+    }
+    assert_eq!(
+        husk_tests::husklet::entry_count(&node.root().join("containers")),
+        0
+    );
+}
