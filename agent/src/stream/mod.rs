@@ -1,0 +1,21 @@
+//! The streaming protocols of exec, attach and port-forward, as Kubernetes
+//! clients (kubectl, crictl, the apiserver) speak them.
+//!
+//! This is the protocol layer only; the HTTP server that hands out tokens and
+//! wires streams to containers sits on top of it.
+//!
+//! - [`spdy`]: SPDY/3.1 framing and sessions.
+//! - [`negotiate`]: the HTTP upgrade handshakes (SPDY and WebSocket) and
+//!   `X-Stream-Protocol-Version` / `Sec-WebSocket-Protocol` negotiation.
+//! - [`remotecommand`]: exec/attach over SPDY (`v4`, `v3`, `v2.channel.k8s.io`).
+//! - [`portforward`]: `portforward.k8s.io` over SPDY.
+//! - [`websocket`]: the channel protocols (`v5`/`v4.channel.k8s.io`) for
+//!   exec/attach and port-forward, and SPDY tunnelled in WebSocket.
+//! - [`status`]: the `metav1.Status` written on the error stream.
+
+// pub mod negotiate; (next commits)
+// pub mod portforward; (next commits)
+// pub mod remotecommand; (next commits)
+pub mod spdy;
+// pub mod status; (next commits)
+// pub mod websocket; (next commits)
