@@ -13,9 +13,13 @@
 //!   exec/attach and port-forward, and SPDY tunnelled in WebSocket.
 //! - [`status`]: the `metav1.Status` written on the error stream.
 
-// pub mod negotiate; (next commits)
-// pub mod portforward; (next commits)
-// pub mod remotecommand; (next commits)
+pub mod io;
+pub mod negotiate;
+pub mod portforward;
+pub mod remotecommand;
 pub mod spdy;
-// pub mod status; (next commits)
-// pub mod websocket; (next commits)
+pub mod status;
+// pub mod websocket;
+
+#[cfg(test)]
+mod tests;
