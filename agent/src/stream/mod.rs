@@ -19,7 +19,9 @@ pub mod portforward;
 pub mod remotecommand;
 pub mod spdy;
 pub mod status;
-// pub mod websocket;
+pub mod websocket;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ws_tests;

@@ -83,14 +83,14 @@ pub(super) async fn run_local(cmd: String, io: Io) {
     let _ = finish.finish(Outcome::Exited(code)).await;
 }
 
-fn query(req: &Request<Body>, key: &str) -> Option<String> {
+pub(super) fn query(req: &Request<Body>, key: &str) -> Option<String> {
     req.uri().query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
         (k == key).then(|| unescape(v))
     })
 }
 
-fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {
@@ -126,6 +126,9 @@ fn unescape(s: &str) -> String {
 }
 
 async fn handle(mut req: Request<Body>) -> Result<Response<String>, Infallible> {
+    if negotiate::is_websocket(req.headers()) {
+        return Ok(super::ws_tests::handle(req));
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     if req.uri().path() == "/portforward" {
         let protocol = match negotiate::spdy(req.headers(), negotiate::PORTFORWARD_SPDY) {
@@ -403,7 +406,7 @@ async fn missing_streams_time_out_with_a_message_on_the_error_stream() {
         .expect("server closed the session");
 }
 
-async fn echo_server() -> u16 {
+pub(super) async fn echo_server() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = l.local_addr().expect("addr").port();
     tokio::spawn(async move {
@@ -420,7 +423,7 @@ async fn echo_server() -> u16 {
 
 /// One port-forward connection the way kubectl makes it: error stream
 /// (half-closed at once), then the data stream, same requestID.
-async fn forward_once(
+pub(super) async fn forward_once(
     session: &Session,
     port: u16,
     request: u32,
