@@ -22,6 +22,10 @@ pub mod status;
 pub mod websocket;
 
 #[cfg(test)]
+mod crictl_tests;
+#[cfg(test)]
+mod h2_authority;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod ws_tests;
