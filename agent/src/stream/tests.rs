@@ -491,3 +491,116 @@ async fn port_forward_pairs_run_concurrently_and_report_dial_errors() {
     );
     assert!(String::from_utf8_lossy(&err).contains(&format!("error forwarding port {dead_port}")));
 }
+
+fn session_pair() -> (
+    (Session, super::spdy::Incoming),
+    (Session, super::spdy::Incoming),
+) {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    (
+        Session::new(a, Role::Client, Config::kubernetes()),
+        Session::new(b, Role::Server, Config::kubernetes()),
+    )
+}
+
+#[tokio::test]
+async fn tty_exec_takes_resize_events_and_no_stderr_stream() {
+    let ((client, _ci), (server, incoming)) = session_pair();
+    let opts = Options {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: true,
+    };
+    let accept = tokio::spawn(remotecommand::accept(
+        server,
+        incoming,
+        Version::V4,
+        opts,
+        Duration::from_secs(5),
+    ));
+    // client-go with a TTY: error, stdin, stdout, resize; no stderr.
+    let _error = open(&client, "error").await;
+    let _stdin = open(&client, "stdin").await;
+    let _stdout = open(&client, "stdout").await;
+    let mut resize = open(&client, "resize").await;
+    let io = accept.await.expect("task").expect("streams accepted");
+    assert!(io.stderr.is_none(), "a TTY merges stderr into stdout");
+    resize
+        .write_all(br#"{"Width":100,"Height":30}"#)
+        .await
+        .expect("resize");
+    let mut sizes = io.resize.expect("resize channel");
+    let got = tokio::time::timeout(Duration::from_secs(5), sizes.recv())
+        .await
+        .expect("event");
+    assert_eq!(
+        got,
+        Some(super::io::TermSize {
+            width: 100,
+            height: 30
+        })
+    );
+}
+
+#[tokio::test]
+async fn unknown_stream_type_fails_the_exec_with_a_message() {
+    let ((client, _ci), (server, incoming)) = session_pair();
+    let opts = Options {
+        stdin: false,
+        stdout: true,
+        stderr: false,
+        tty: false,
+    };
+    let accept = tokio::spawn(remotecommand::accept(
+        server,
+        incoming,
+        Version::V4,
+        opts,
+        Duration::from_secs(5),
+    ));
+    let mut error = open(&client, "error").await;
+    // Its SYN_REPLY may be overtaken by the RST that refuses it: don't wait for it.
+    let _bogus = client
+        .open(Headers::new().with("streamType", "stdhuh"), false)
+        .expect("open");
+    let res = accept.await.expect("task");
+    assert!(
+        matches!(res, Err(remotecommand::RemoteCommandError::UnknownStreamType(ref t)) if t == "stdhuh")
+    );
+    let mut msg = Vec::new();
+    error.read_to_end(&mut msg).await.expect("error stream");
+    let st: Status = serde_json::from_slice(&msg).expect("status");
+    assert!(st.message.contains("stdhuh"), "{}", st.message);
+}
+
+#[tokio::test]
+async fn half_open_port_forward_pair_times_out_on_its_error_stream() {
+    let addr = start_server().await;
+    let (status, _h, tcp) = upgrade(
+        addr,
+        "/portforward",
+        &[("X-Stream-Protocol-Version", "portforward.k8s.io")],
+    )
+    .await;
+    assert_eq!(status, 101);
+    let (session, _incoming) = Session::new(tcp, Role::Client, Config::kubernetes());
+    let h = Headers::new()
+        .with("streamType", "error")
+        .with("port", "80")
+        .with("requestID", "9");
+    let mut error = session.open(h, false).expect("error stream");
+    error.wait_reply().await.expect("reply");
+    error.shutdown().await.expect("half-close");
+    // No data stream follows: the server (2 s pair timeout here) says so and closes.
+    let mut msg = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), error.read_to_end(&mut msg))
+        .await
+        .expect("timed out in time")
+        .expect("read");
+    assert!(
+        String::from_utf8_lossy(&msg).contains("timed out"),
+        "{}",
+        String::from_utf8_lossy(&msg)
+    );
+}

@@ -12,6 +12,7 @@
 pub mod frame;
 pub mod headers;
 pub mod session;
+mod stream;
 
 pub use frame::{Frame, GoAwayStatus, RstStatus};
 pub use headers::Headers;

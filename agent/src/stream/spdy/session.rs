@@ -17,14 +17,12 @@
 //! either way. WINDOW_UPDATEs are sent in both modes (spdystream ignores them).
 
 use std::collections::{HashMap, VecDeque};
-use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::frame::{
@@ -32,6 +30,7 @@ use super::frame::{
     SETTINGS_INITIAL_WINDOW_SIZE,
 };
 use super::headers::Headers;
+pub use super::stream::Stream;
 
 /// The initial stream and session window of SPDY/3.1.
 pub const DEFAULT_WINDOW: u32 = 64 * 1024;
@@ -118,40 +117,33 @@ impl Incoming {
     }
 }
 
-/// One SPDY stream: read the peer's DATA, write ours, `shutdown` half-closes.
-pub struct Stream {
-    id: u32,
-    headers: Headers,
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    role: Role,
-    config: Config,
-    writer: Notify,
-    reader: Notify,
-    dead_notify: Notify,
+pub(super) struct Shared {
+    pub(super) state: Mutex<State>,
+    pub(super) role: Role,
+    pub(super) config: Config,
+    pub(super) writer: Notify,
+    pub(super) reader: Notify,
+    pub(super) dead_notify: Notify,
 }
 
 #[derive(Default)]
-struct StreamState {
-    incoming: bool,
-    replied: bool,
-    recv: VecDeque<Bytes>,
-    recv_len: usize,
-    recv_unacked: u32,
-    remote_fin: bool,
-    local_fin: bool,
-    reset: Option<RstStatus>,
-    send_window: i64,
-    read_waker: Option<Waker>,
-    write_waker: Option<Waker>,
-    reply_waker: Option<Waker>,
+pub(super) struct StreamState {
+    pub(super) incoming: bool,
+    pub(super) replied: bool,
+    pub(super) recv: VecDeque<Bytes>,
+    pub(super) recv_len: usize,
+    pub(super) recv_unacked: u32,
+    pub(super) remote_fin: bool,
+    pub(super) local_fin: bool,
+    pub(super) reset: Option<RstStatus>,
+    pub(super) send_window: i64,
+    pub(super) read_waker: Option<Waker>,
+    pub(super) write_waker: Option<Waker>,
+    pub(super) reply_waker: Option<Waker>,
 }
 
 impl StreamState {
-    fn wake_all(&mut self) {
+    pub(super) fn wake_all(&mut self) {
         for w in [
             self.read_waker.take(),
             self.write_waker.take(),
@@ -162,24 +154,24 @@ impl StreamState {
     }
 }
 
-struct State {
-    queue: VecDeque<Frame>,
-    queued_data: usize,
-    queue_waiters: Vec<Waker>,
-    streams: HashMap<u32, StreamState>,
-    next_id: u32,
-    last_remote_id: u32,
-    session_send_window: i64,
-    session_recv_pending: i64,
-    session_recv_unacked: u32,
-    peer_initial_window: i64,
-    goaway_sent: bool,
-    goaway_received: bool,
-    closing: bool,
-    dead: Option<String>,
-    pings: HashMap<u32, oneshot::Sender<()>>,
-    next_ping: u32,
-    accept_tx: Option<mpsc::UnboundedSender<Stream>>,
+pub(super) struct State {
+    pub(super) queue: VecDeque<Frame>,
+    pub(super) queued_data: usize,
+    pub(super) queue_waiters: Vec<Waker>,
+    pub(super) streams: HashMap<u32, StreamState>,
+    pub(super) next_id: u32,
+    pub(super) last_remote_id: u32,
+    pub(super) session_send_window: i64,
+    pub(super) session_recv_pending: i64,
+    pub(super) session_recv_unacked: u32,
+    pub(super) peer_initial_window: i64,
+    pub(super) goaway_sent: bool,
+    pub(super) goaway_received: bool,
+    pub(super) closing: bool,
+    pub(super) dead: Option<String>,
+    pub(super) pings: HashMap<u32, oneshot::Sender<()>>,
+    pub(super) next_ping: u32,
+    pub(super) accept_tx: Option<mpsc::UnboundedSender<Stream>>,
 }
 
 impl Session {
@@ -274,11 +266,7 @@ impl Session {
         });
         drop(st);
         self.shared.writer.notify_one();
-        Ok(Stream {
-            id,
-            headers,
-            shared: self.shared.clone(),
-        })
+        Ok(Stream::new(id, headers, self.shared.clone()))
     }
 
     /// Sends a PING and waits for its echo.
@@ -337,7 +325,7 @@ impl Session {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind; go on with it.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -359,7 +347,7 @@ impl Shared {
     }
 
     /// Credits `n` consumed bytes to the session window (and sends WINDOW_UPDATE when due).
-    fn credit_session(&self, st: &mut State, n: usize) {
+    pub(super) fn credit_session(&self, st: &mut State, n: usize) {
         st.session_recv_unacked += n as u32;
         if st.session_recv_unacked >= self.config.recv_window / 2 {
             let delta = std::mem::take(&mut st.session_recv_unacked);
@@ -473,11 +461,7 @@ fn handle_frame(shared: &Arc<Shared>, frame: Frame) -> Result<Option<u32>, Strin
                         );
                         // Sent outside the lock: a refused stream's Drop takes it.
                         drop(st);
-                        let _ = tx.send(Stream {
-                            id,
-                            headers,
-                            shared: shared.clone(),
-                        });
+                        let _ = tx.send(Stream::new(id, headers, shared.clone()));
                         st = shared.lock();
                     }
                 }
@@ -674,7 +658,7 @@ async fn wait_for_room(shared: &Shared, id: u32) {
     }
 }
 
-fn reset_locked(st: &mut State, id: u32, status: RstStatus) {
+pub(super) fn reset_locked(st: &mut State, id: u32, status: RstStatus) {
     if let Some(s) = st.streams.get_mut(&id) {
         s.reset = Some(status);
         s.wake_all();
@@ -728,259 +712,4 @@ async fn write_loop<W: AsyncWrite>(shared: Arc<Shared>, wr: W) {
         }
     };
     shared.kill(why);
-}
-
-impl Stream {
-    /// The stream id.
-    pub fn id(&self) -> u32 {
-        self.id
-    }
-
-    /// The SYN_STREAM headers (the peer's for accepted streams, ours for opened ones).
-    pub fn headers(&self) -> &Headers {
-        &self.headers
-    }
-
-    /// Sends SYN_REPLY (done implicitly before the first write of an accepted stream).
-    pub fn reply(&self, headers: Headers) {
-        let mut st = self.shared.lock();
-        if let Some(s) = st
-            .streams
-            .get_mut(&self.id)
-            .filter(|s| s.incoming && !s.replied)
-        {
-            s.replied = true;
-            st.queue.push_back(Frame::SynReply {
-                stream_id: self.id,
-                fin: false,
-                headers,
-            });
-        }
-        drop(st);
-        self.shared.writer.notify_one();
-    }
-
-    /// Waits for the peer's SYN_REPLY to a stream we opened.
-    pub async fn wait_reply(&self) -> Result<(), SessionError> {
-        std::future::poll_fn(|cx| {
-            let mut st = self.shared.lock();
-            let dead = st.dead.clone();
-            let Some(s) = st.streams.get_mut(&self.id) else {
-                return Poll::Ready(Err(SessionError::Closed("stream is gone".into())));
-            };
-            if let Some(r) = s.reset {
-                return Poll::Ready(Err(SessionError::Reset(self.id, r.0)));
-            }
-            if s.replied || s.incoming {
-                return Poll::Ready(Ok(()));
-            }
-            if let Some(why) = dead {
-                return Poll::Ready(Err(SessionError::Closed(why)));
-            }
-            s.reply_waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
-    }
-
-    /// Aborts the stream in both directions with RST_STREAM.
-    pub fn reset(&self, status: RstStatus) {
-        let mut st = self.shared.lock();
-        if st.streams.get(&self.id).is_some_and(|s| s.reset.is_none()) {
-            reset_locked(&mut st, self.id, status);
-        }
-        drop(st);
-        self.shared.writer.notify_one();
-    }
-}
-
-fn reply_if_needed(st: &mut State, id: u32) {
-    if let Some(s) = st.streams.get_mut(&id).filter(|s| s.incoming && !s.replied) {
-        s.replied = true;
-        st.queue.push_back(Frame::SynReply {
-            stream_id: id,
-            fin: false,
-            headers: Headers::new(),
-        });
-    }
-}
-
-fn closed_err(st: &State, s: Option<&StreamState>) -> Option<io::Error> {
-    if let Some(r) = s.and_then(|s| s.reset) {
-        return Some(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            format!("stream reset ({})", r.0),
-        ));
-    }
-    st.dead
-        .as_ref()
-        .map(|why| io::Error::new(io::ErrorKind::BrokenPipe, why.clone()))
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let shared = &self.shared;
-        let mut st = shared.lock();
-        let window = shared.config.recv_window;
-        let State { streams, queue, .. } = &mut *st;
-        let Some(s) = streams.get_mut(&self.id) else {
-            return Poll::Ready(Ok(()));
-        };
-        if let Some(chunk) = s.recv.front_mut() {
-            let n = chunk.len().min(buf.remaining());
-            buf.put_slice(&chunk.split_to(n));
-            if chunk.is_empty() {
-                s.recv.pop_front();
-            }
-            s.recv_len -= n;
-            s.recv_unacked += n as u32;
-            if s.recv_unacked >= window / 2 && !s.remote_fin && s.reset.is_none() {
-                let delta = std::mem::take(&mut s.recv_unacked);
-                queue.push_back(Frame::WindowUpdate {
-                    stream_id: self.id,
-                    delta,
-                });
-            }
-            shared.credit_session(&mut st, n);
-            drop(st);
-            shared.writer.notify_one();
-            shared.reader.notify_one();
-            return Poll::Ready(Ok(()));
-        }
-        if s.remote_fin {
-            return Poll::Ready(Ok(()));
-        }
-        if let Some(e) = closed_err(&st, st.streams.get(&self.id)) {
-            // A stream the peer reset, or a dead connection, without FIN: not a clean EOF.
-            return Poll::Ready(Err(e));
-        }
-        if let Some(s) = st.streams.get_mut(&self.id) {
-            s.read_waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let shared = &self.shared;
-        let mut st = shared.lock();
-        if let Some(e) = closed_err(&st, st.streams.get(&self.id)) {
-            return Poll::Ready(Err(e));
-        }
-        let strict = shared.config.flow_control == FlowControl::Strict;
-        let session_window = st.session_send_window;
-        let queue_full = st.queued_data >= shared.config.max_queued;
-        let Some(s) = st.streams.get_mut(&self.id) else {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "stream is gone",
-            )));
-        };
-        if s.local_fin {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "write after half-close",
-            )));
-        }
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        let mut n = buf.len().min(shared.config.max_data_frame);
-        if strict {
-            let window = s.send_window.min(session_window);
-            if window <= 0 {
-                s.write_waker = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-            n = n.min(window as usize);
-        }
-        if queue_full {
-            st.queue_waiters.push(cx.waker().clone());
-            return Poll::Pending;
-        }
-        s.send_window -= n as i64;
-        st.session_send_window -= n as i64;
-        reply_if_needed(&mut st, self.id);
-        st.queued_data += n;
-        let data = Bytes::copy_from_slice(&buf[..n]);
-        st.queue.push_back(Frame::Data {
-            stream_id: self.id,
-            fin: false,
-            data,
-        });
-        drop(st);
-        shared.writer.notify_one();
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut st = self.shared.lock();
-        if let Some(e) = closed_err(&st, st.streams.get(&self.id)) {
-            return Poll::Ready(Err(e));
-        }
-        match st.streams.get_mut(&self.id) {
-            Some(s) if !s.local_fin => s.local_fin = true,
-            _ => return Poll::Ready(Ok(())),
-        }
-        reply_if_needed(&mut st, self.id);
-        st.queue.push_back(Frame::Data {
-            stream_id: self.id,
-            fin: true,
-            data: Bytes::new(),
-        });
-        drop(st);
-        self.shared.writer.notify_one();
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        let mut st = self.shared.lock();
-        let Some(s) = st.streams.remove(&self.id) else {
-            return;
-        };
-        if st.dead.is_none() && s.reset.is_none() {
-            if !s.remote_fin {
-                // Nobody will read what the peer still sends: tell it to stop.
-                st.queue.push_back(Frame::RstStream {
-                    stream_id: self.id,
-                    status: RstStatus::CANCEL,
-                });
-            } else if !s.local_fin {
-                if s.incoming && !s.replied {
-                    st.queue.push_back(Frame::SynReply {
-                        stream_id: self.id,
-                        fin: true,
-                        headers: Headers::new(),
-                    });
-                } else {
-                    st.queue.push_back(Frame::Data {
-                        stream_id: self.id,
-                        fin: true,
-                        data: Bytes::new(),
-                    });
-                }
-            }
-        }
-        // Unread data still holds session window: give it back.
-        let unread = s.recv_len;
-        self.shared.credit_session(&mut st, unread);
-        drop(st);
-        self.shared.writer.notify_one();
-        self.shared.reader.notify_one();
-    }
 }
