@@ -389,10 +389,20 @@ async fn read_frames<R: AsyncRead>(shared: &Arc<Shared>, rd: R) -> Result<(), St
                 Err(e) => return Err(protocol_error(shared, e)),
             }
         }
+        // Registered before the check, so a kill in between is not missed.
+        let dead = shared.dead_notify.notified();
+        tokio::pin!(dead);
+        dead.as_mut().enable();
         if shared.lock().dead.is_some() {
             return Ok(());
         }
-        match rd.read_buf(&mut buf).await {
+        let read = tokio::select! {
+            r = rd.read_buf(&mut buf) => r,
+            // Our side is done (close finished, or the writer failed): let the
+            // transport go even if the peer never closes its side.
+            _ = &mut dead => return Ok(()),
+        };
+        match read {
             Ok(0) => return Ok(()),
             Ok(_) => {}
             Err(e) => return Err(format!("read: {e}")),

@@ -380,3 +380,58 @@ async fn peer_stream_ids_must_grow_and_have_the_peer_parity() {
         ]
     );
 }
+
+/// A transport that reports when the session drops it.
+struct Tracked<T>(T, Option<tokio::sync::oneshot::Sender<()>>);
+
+impl<T> Drop for Tracked<T> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.1.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_closed_session_lets_go_of_a_peer_that_never_closes() {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let (tx, dropped) = tokio::sync::oneshot::channel();
+    let (server, _incoming) = Session::new(Tracked(b, Some(tx)), Role::Server, Config::default());
+    server.close();
+    // `a` stays open and silent; the server must still drop its transport.
+    let res = tokio::time::timeout(Duration::from_secs(5), dropped).await;
+    assert!(res.is_ok(), "the server still holds the connection open");
+    drop(a);
+}
