@@ -11,12 +11,12 @@ use sha2::{Digest, Sha512};
 #[derive(Debug, thiserror::Error)]
 pub enum IptablesError {
     /// The binary could not be run.
-    #[error("{program}: {source}")]
+    #[error("{program}: {cause}")]
     Spawn {
         /// The binary.
         program: String,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The binary reported a failure.
     #[error("{program} failed: {stderr}")]
@@ -80,9 +80,9 @@ pub fn restore(family: Family, input: &str) -> Result<(), IptablesError> {
         if attempt > 0 {
             std::thread::sleep(std::time::Duration::from_millis(10 * attempt));
         }
-        let spawn = |source| IptablesError::Spawn {
+        let spawn = |cause| IptablesError::Spawn {
             program: program.clone(),
-            source,
+            cause,
         };
         let mut child = Command::new(&program)
             .args(["--noflush", "-w", "5"])
@@ -168,9 +168,9 @@ pub fn save(family: Family, table: &str) -> Result<Table, IptablesError> {
         .args(["-t", table])
         .stderr(Stdio::piped())
         .output()
-        .map_err(|source| IptablesError::Spawn {
+        .map_err(|cause| IptablesError::Spawn {
             program: program.clone(),
-            source,
+            cause,
         })?;
     if !out.status.success() {
         return Err(IptablesError::Failed {

@@ -8,6 +8,10 @@
 //! - [`netlink`], [`iptables`], [`nftgen`]: the kernel interfaces the plugins use.
 //! - [`bridge`], [`portmap`]: the two plugins; [`registry`]: their per-netns
 //!   lock and the cache of portmap's rules that spares ADD an `iptables-save`.
+//!
+//! Errors print each cause once: a cause is part of its error's message (a
+//! `cause` field, not a `#[source]`), since the text alone travels on as a
+//! CNI error's `msg`.
 
 pub mod bridge;
 pub mod ipam;
@@ -19,3 +23,6 @@ pub mod plugin;
 pub mod portmap;
 pub mod registry;
 pub mod types;
+
+#[cfg(test)]
+mod chain_tests;

@@ -19,10 +19,17 @@ use nix::sys::socket::{
 pub enum GenError {
     /// A socket call failed.
     #[error("nf_tables generation: {0}")]
-    Sys(#[from] nix::Error),
+    Sys(nix::Error),
     /// The kernel answered with an error or something unexpected.
     #[error("nf_tables generation: {0}")]
     Reply(String),
+}
+
+// Not `#[from]`: that would also make the errno the source, printed twice.
+impl From<nix::Error> for GenError {
+    fn from(e: nix::Error) -> Self {
+        GenError::Sys(e)
+    }
 }
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -183,9 +190,9 @@ mod netns_tests {
     /// from the caller's.
     #[test]
     fn one_restore_is_one_generation() {
-        if !nix::unistd::Uid::effective().is_root() || !iptables_is_nft() {
-            eprintln!("skipped: needs root and iptables-nft");
-            return;
+        husk_tests::require_root!();
+        if !iptables_is_nft() {
+            husk_tests::skip!("tool", "iptables is not the nft backend");
         }
         let outer = netns_cookie().unwrap();
         std::thread::spawn(move || {

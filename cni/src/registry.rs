@@ -32,12 +32,12 @@ pub const DIR: &str = "/run/husk-cni";
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// A file operation failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The calling thread's netns could not be identified.
     #[error("netns: {0}")]
@@ -45,9 +45,9 @@ pub enum RegistryError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
-    move |source| RegistryError::Io {
+    move |cause| RegistryError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -209,7 +209,7 @@ impl Registry {
             .with_extension(format!("tmp{}", std::process::id()));
         let body = serde_json::to_vec(s).map_err(|e| RegistryError::Io {
             path: tmp.clone(),
-            source: e.into(),
+            cause: e.into(),
         })?;
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(&body).map_err(io(&tmp))?;
@@ -335,9 +335,9 @@ mod tests {
 
     #[test]
     fn registry_round_trip_is_trusted_only_at_its_generation() {
-        if !nix::unistd::Uid::effective().is_root() || !nftgen::iptables_is_nft() {
-            eprintln!("skipped: needs root and iptables-nft");
-            return;
+        husk_tests::require_root!();
+        if !nftgen::iptables_is_nft() {
+            husk_tests::skip!("tool", "iptables is not the nft backend");
         }
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_path_buf();

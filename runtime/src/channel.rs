@@ -1,8 +1,10 @@
 //! The typed channel between the runtime and the processes it clones.
 //!
-//! One SOCK_SEQPACKET socketpair: every message is one packet holding one
-//! serde-JSON value (the packet boundary is the frame), file descriptors ride
-//! along as SCM_RIGHTS.
+//! One SOCK_SEQPACKET socketpair. A message is a serde-JSON value sent as a
+//! header packet (its length, u64 little-endian, and any file descriptor as
+//! SCM_RIGHTS) followed by the JSON in packets of at most [`CHUNK`] bytes:
+//! a message may be far larger than one packet (Kubernetes puts 100 KiB of
+//! annotations on a pod) or than the socket buffer.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -12,7 +14,15 @@ use nix::sys::socket::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Errors of the channel.
+/// The largest packet: well below the default socket buffer, so that a
+/// packet never fails with EMSGSIZE.
+pub const CHUNK: usize = 32 * 1024;
+
+/// The largest message accepted (a header announcing more is malformed).
+const MAX_MESSAGE: u64 = 64 * 1024 * 1024;
+
+/// Errors of the channel. Cloned processes report them as text, so each
+/// carries its cause in its own message (no `source()`: printed once).
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
     #[error("socketpair: {0}")]
@@ -25,6 +35,8 @@ pub enum ChannelError {
     Decode(serde_json::Error),
     #[error("encode message: {0}")]
     Encode(serde_json::Error),
+    #[error("malformed frame: {0}")]
+    Frame(String),
     #[error("peer closed the channel")]
     Closed,
     #[error("unexpected message {0:?}")]
@@ -94,23 +106,58 @@ impl Channel {
     /// Send one message with an optional file descriptor attached.
     pub fn send_fd<T: Serialize>(&self, msg: &T, fd: Option<RawFd>) -> Result<(), ChannelError> {
         let buf = serde_json::to_vec(msg).map_err(ChannelError::Encode)?;
-        send_with_fd(self.fd.as_raw_fd(), &buf, fd).map_err(ChannelError::Send)
+        let sock = self.fd.as_raw_fd();
+        send_with_fd(sock, &(buf.len() as u64).to_le_bytes(), fd).map_err(ChannelError::Send)?;
+        for chunk in buf.chunks(CHUNK) {
+            send_with_fd(sock, chunk, None).map_err(ChannelError::Send)?;
+        }
+        Ok(())
     }
 
     /// Receive one message; `Closed` when the peer is gone.
     pub fn recv<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ChannelError> {
-        let mut buf = [0u8; 8192];
-        let n = loop {
-            match socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+        let mut header = [0u8; 8];
+        match self.recv_packet(&mut header)? {
+            0 => return Err(ChannelError::Closed),
+            8 => {}
+            n => return Err(ChannelError::Frame(format!("header of {n} bytes"))),
+        }
+        let len = u64::from_le_bytes(header);
+        if len > MAX_MESSAGE {
+            return Err(ChannelError::Frame(format!("message of {len} bytes")));
+        }
+        let len = len as usize;
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            let end = len.min(got + CHUNK);
+            match self.recv_packet(&mut buf[got..end])? {
+                0 => return Err(ChannelError::Closed),
+                n => got += n,
+            }
+        }
+        serde_json::from_slice(&buf).map_err(ChannelError::Decode)
+    }
+
+    /// One packet into `buf`; a packet longer than `buf` is a framing error
+    /// (SEQPACKET would silently cut it).
+    fn recv_packet(&self, buf: &mut [u8]) -> Result<usize, ChannelError> {
+        let mut iov = [IoSliceMut::new(buf)];
+        loop {
+            match socket::recvmsg::<UnixAddr>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                None,
+                MsgFlags::empty(),
+            ) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(ChannelError::Recv(e)),
-                Ok(n) => break n,
+                Ok(m) if m.flags.contains(MsgFlags::MSG_TRUNC) => {
+                    return Err(ChannelError::Frame("packet longer than announced".into()));
+                }
+                Ok(m) => return Ok(m.bytes),
             }
-        };
-        if n == 0 {
-            return Err(ChannelError::Closed);
         }
-        serde_json::from_slice(&buf[..n]).map_err(ChannelError::Decode)
     }
 }
 
@@ -170,5 +217,19 @@ mod tests {
         }
         drop(a);
         assert!(matches!(b.recv::<ToParent>(), Err(ChannelError::Closed)));
+    }
+
+    #[test]
+    fn messages_larger_than_the_socket_buffer() {
+        let (a, b) = pair().unwrap();
+        let message = "x".repeat(1024 * 1024);
+        let sender = std::thread::spawn(move || {
+            a.send(&ToParent::Error { message }).unwrap();
+        });
+        match b.recv::<ToParent>().unwrap() {
+            ToParent::Error { message } => assert_eq!(message.len(), 1024 * 1024),
+            other => panic!("got {other:?}"),
+        }
+        sender.join().unwrap();
     }
 }

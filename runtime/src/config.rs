@@ -9,9 +9,10 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 /// Errors in a bundle or its config.json.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("bundle {path}: {source}")]
+    #[error("bundle {}", path.display())]
     Bundle {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error("config.json: {0}")]
@@ -189,8 +190,25 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
             }
         }
     }
+    // Without a mount namespace the runtime's is inherited (the spec's rule
+    // for a namespace type that is not listed): the container is chrooted
+    // into its rootfs and its mounts are made in the runtime's namespace, as
+    // runc does. What would change mounts of the runtime's namespace outside
+    // the rootfs, or the rootfs mount itself, needs a namespace of its own
+    // (runc's validator refuses the same).
     if !has(LinuxNamespaceType::Mount) {
-        return Err(field("linux.namespaces", "a mount namespace is required"));
+        let no_ns = "needs a private mount namespace (no \"mount\" in linux.namespaces)";
+        if let Some(l) = linux {
+            if l.masked_paths().as_ref().is_some_and(|p| !p.is_empty()) {
+                return Err(field("linux.maskedPaths", no_ns));
+            }
+            if l.readonly_paths().as_ref().is_some_and(|p| !p.is_empty()) {
+                return Err(field("linux.readonlyPaths", no_ns));
+            }
+        }
+        if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+            return Err(field("root.readonly", no_ns));
+        }
     }
     Ok(())
 }

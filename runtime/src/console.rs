@@ -19,7 +19,7 @@ use nix::sys::termios::{self, SetArg, Termios};
 use crate::terminal::TerminalError;
 
 fn sys(op: &'static str) -> impl FnOnce(nix::Error) -> TerminalError {
-    move |source| TerminalError::Sys { op, source }
+    move |cause| TerminalError::Sys { op, cause }
 }
 
 /// A private console socket: the container's process sends its pty master
@@ -41,11 +41,11 @@ pub fn receive_master(sock: &OwnedFd) -> Result<OwnedFd, TerminalError> {
         Ok((_, Some(fd))) => Ok(fd),
         Ok((_, None)) => Err(TerminalError::Sys {
             op: "receive pty master: no fd in the message",
-            source: Errno::EPROTO,
+            cause: Errno::EPROTO,
         }),
         Err(e) => Err(TerminalError::Sys {
             op: "receive pty master",
-            source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            cause: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         }),
     }
 }

@@ -3,7 +3,10 @@
 //! Single-threaded by design: no async runtime, so that forking and cloning
 //! container processes is always safe.
 
-pub mod cgroups;
+/// The cgroup manager lives in its own crate (shared with husklet); the
+/// re-export keeps `crate::cgroups::…` paths working here.
+pub use husk_cgroups as cgroups;
+
 pub mod channel;
 pub mod cli;
 pub mod config;
@@ -20,3 +23,6 @@ pub mod state;
 pub mod sys;
 pub mod terminal;
 pub mod trampoline;
+
+#[cfg(test)]
+mod chain_tests;

@@ -9,29 +9,32 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
 
 /// Errors while entering or creating namespaces.
+///
+/// Raised in cloned children too, whose errors cross the channel as text: the
+/// cause is part of the message (`cause`, not a `#[source]`), printed once.
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
-    #[error("open {kind} namespace {path}: {source}")]
+    #[error("open {kind} namespace {path}: {cause}")]
     Open {
         kind: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("setns {kind} namespace {path}: {source}")]
+    #[error("setns {kind} namespace {path}: {cause}")]
     Setns {
         kind: &'static str,
         path: PathBuf,
-        source: nix::Error,
+        cause: nix::Error,
     },
-    #[error("unshare {flags:?}: {source}")]
+    #[error("unshare {flags:?}: {cause}")]
     Unshare {
         flags: CloneFlags,
-        source: nix::Error,
+        cause: nix::Error,
     },
-    #[error("write {path}: {source}")]
+    #[error("write {path}: {cause}")]
     Maps {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -161,18 +164,18 @@ impl Plan {
 }
 
 fn setns(j: &Join) -> Result<(), NamespaceError> {
-    nix::sched::setns(j.fd.as_fd(), flag(j.typ)).map_err(|source| NamespaceError::Setns {
+    nix::sched::setns(j.fd.as_fd(), flag(j.typ)).map_err(|cause| NamespaceError::Setns {
         kind: proc_name(j.typ),
         path: j.path.clone(),
-        source,
+        cause,
     })
 }
 
 fn open_ns(typ: LinuxNamespaceType, path: &Path) -> Result<Join, NamespaceError> {
-    let f = File::open(path).map_err(|source| NamespaceError::Open {
+    let f = File::open(path).map_err(|cause| NamespaceError::Open {
         kind: proc_name(typ),
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     Ok(Join {
         typ,
@@ -186,7 +189,7 @@ pub fn unshare(flags: CloneFlags) -> Result<(), NamespaceError> {
     if flags.is_empty() {
         return Ok(());
     }
-    nix::sched::unshare(flags).map_err(|source| NamespaceError::Unshare { flags, source })
+    nix::sched::unshare(flags).map_err(|cause| NamespaceError::Unshare { flags, cause })
 }
 
 /// Write uid_map and gid_map of `pid` (done by the runtime, in the parent user namespace).
@@ -202,7 +205,7 @@ pub fn write_id_maps(
     };
     for (name, maps) in [("uid_map", uid), ("gid_map", gid)] {
         let path = PathBuf::from(format!("/proc/{pid}/{name}"));
-        std::fs::write(&path, fmt(maps)).map_err(|source| NamespaceError::Maps { path, source })?;
+        std::fs::write(&path, fmt(maps)).map_err(|cause| NamespaceError::Maps { path, cause })?;
     }
     Ok(())
 }

@@ -10,14 +10,18 @@ use caps::{CapSet, Capability};
 use oci_spec::runtime::{LinuxCapabilities, PosixRlimit, PosixRlimitType, Process};
 
 /// Errors while setting up the process.
+///
+/// They are rendered to text in the cloned process and cross the channel as
+/// such, so each carries its cause in its own message (no `source()`: the
+/// cause is printed once).
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    #[error("{op}: {source}")]
-    Sys { op: String, source: nix::Error },
+    #[error("{op}: {errno}")]
+    Sys { op: String, errno: nix::Error },
     #[error("capabilities: {0}")]
     Caps(String),
-    #[error("write /proc/self/oom_score_adj {value:?}: {source}")]
-    OomScoreAdj { value: i32, source: std::io::Error },
+    #[error("write /proc/self/oom_score_adj {value:?}: {err}")]
+    OomScoreAdj { value: i32, err: std::io::Error },
     #[error("exec: {0:?}: executable file not found in $PATH")]
     NotFound(String),
     #[error("exec: {0:?}: permission denied")]
@@ -32,7 +36,7 @@ pub enum ProcessError {
 
 fn sys(op: impl Into<String>) -> impl FnOnce(nix::Error) -> ProcessError {
     let op = op.into();
-    move |source| ProcessError::Sys { op, source }
+    move |errno| ProcessError::Sys { op, errno }
 }
 
 /// Set the rlimits of this process (inherited across execve).
@@ -47,7 +51,7 @@ pub fn set_rlimits(limits: &[PosixRlimit]) -> Result<(), ProcessError> {
         if unsafe { libc::setrlimit(res, &rl) } != 0 {
             return Err(ProcessError::Sys {
                 op: format!("setrlimit {}", l.typ()),
-                source: nix::Error::last(),
+                errno: nix::Error::last(),
             });
         }
     }
@@ -79,7 +83,7 @@ fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 /// Write /proc/self/oom_score_adj.
 pub fn set_oom_score_adj(value: i32) -> Result<(), ProcessError> {
     std::fs::write("/proc/self/oom_score_adj", value.to_string())
-        .map_err(|source| ProcessError::OomScoreAdj { value, source })
+        .map_err(|err| ProcessError::OomScoreAdj { value, err })
 }
 
 fn to_caps(
@@ -152,6 +156,16 @@ impl CapSets {
 
     /// Set the effective, permitted, inheritable and ambient sets (after the uid change).
     pub fn apply(&self) -> Result<(), ProcessError> {
+        self.apply_keeping(None)
+    }
+
+    /// [`CapSets::apply`], also keeping `extra` permitted and effective
+    /// (until a later `apply` drops it).
+    pub fn apply_keeping(&self, extra: Option<Capability>) -> Result<(), ProcessError> {
+        let mut permitted = self.permitted.clone();
+        let mut effective = self.effective.clone();
+        permitted.extend(extra);
+        effective.extend(extra);
         let err = |what: &str| {
             let what = what.to_string();
             move |e: caps::errors::CapsError| ProcessError::Caps(format!("set {what}: {e}"))
@@ -159,15 +173,14 @@ impl CapSets {
         // Permitted must be a superset of effective and inheritable first.
         caps::set(None, CapSet::Effective, &HashSet::new()).map_err(err("effective"))?;
         caps::set(None, CapSet::Inheritable, &HashSet::new()).map_err(err("inheritable"))?;
-        caps::set(None, CapSet::Permitted, &self.permitted).map_err(err("permitted"))?;
+        caps::set(None, CapSet::Permitted, &permitted).map_err(err("permitted"))?;
         caps::set(None, CapSet::Inheritable, &self.inheritable).map_err(err("inheritable"))?;
-        caps::set(None, CapSet::Effective, &self.effective).map_err(err("effective"))?;
+        caps::set(None, CapSet::Effective, &effective).map_err(err("effective"))?;
         // As runc: an ambient capability that is not also permitted and
-        // inheritable cannot be raised; that is not an error.
+        // inheritable cannot be raised; that is not an error. (No log line:
+        // this runs in the cloned process, which has let go of the log file.)
         for c in &self.ambient {
-            if caps::raise(None, CapSet::Ambient, *c).is_err() {
-                crate::logging::debug(&format!("ambient capability {c} not raised"));
-            }
+            let _ = caps::raise(None, CapSet::Ambient, *c);
         }
         Ok(())
     }
@@ -181,7 +194,7 @@ pub fn set_user(proc: &Process, in_userns_without_setgroups: bool) -> Result<(),
     if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
         return Err(ProcessError::Sys {
             op: "prctl(PR_SET_KEEPCAPS)".into(),
-            source: nix::Error::last(),
+            errno: nix::Error::last(),
         });
     }
     if !in_userns_without_setgroups {
@@ -197,8 +210,13 @@ pub fn set_user(proc: &Process, in_userns_without_setgroups: bool) -> Result<(),
     nix::unistd::setresgid(gid, gid, gid).map_err(sys(format!("setgid {}", user.gid())))?;
     let uid = nix::unistd::Uid::from_raw(user.uid());
     nix::unistd::setresuid(uid, uid, uid).map_err(sys(format!("setuid {}", user.uid())))?;
-    // SAFETY: as above.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    // SAFETY: as above. A uid change resets "dumpable" to the host's
+    // fs.suid_dumpable: keep this runtime-image process non-dumpable, as it
+    // is still in the container's reach until it execs.
+    unsafe {
+        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
     if let Some(mask) = user.umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
@@ -259,7 +277,7 @@ pub fn set_no_new_privs() -> Result<(), ProcessError> {
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(ProcessError::Sys {
             op: "prctl(PR_SET_NO_NEW_PRIVS)".into(),
-            source: nix::Error::last(),
+            errno: nix::Error::last(),
         });
     }
     Ok(())

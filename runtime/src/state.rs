@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -23,11 +23,19 @@ pub enum StateError {
     NotFound(String),
     #[error("container {0} already exists")]
     Exists(String),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("{path}: malformed state: {source}")]
+    /// An id that is not a plain name: it could reach outside the root.
+    #[error("{0}")]
+    InvalidId(String),
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: malformed state", path.display())]
     Malformed {
         path: PathBuf,
+        #[source]
         source: serde_json::Error,
     },
 }
@@ -145,8 +153,16 @@ impl Store {
         &self.root
     }
 
+    /// Check a container id (runc's rule): every command reaches a
+    /// container's directory through [`Store::create`] or [`Store::open`],
+    /// which call this, so no id can name a path outside the root.
+    pub fn check_id(id: &str) -> Result<(), StateError> {
+        crate::config::validate_id(id).map_err(StateError::InvalidId)
+    }
+
     /// Create the state directory of a new container and lock it.
     pub fn create(&self, id: &str) -> Result<Locked, StateError> {
+        Self::check_id(id)?;
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o711)
@@ -168,6 +184,7 @@ impl Store {
 
     /// Lock an existing container's directory (waits for other commands).
     pub fn open(&self, id: &str) -> Result<Locked, StateError> {
+        Self::check_id(id)?;
         let dir = self.root.join(id);
         let locked = match self.lock_dir(id, dir) {
             Err(StateError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -185,7 +202,7 @@ impl Store {
     fn lock_dir(&self, id: &str, dir: PathBuf) -> Result<Locked, StateError> {
         let f = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&dir)
             .map_err(io_err(&dir))?;
         let lock = Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| StateError::Io {
@@ -220,6 +237,7 @@ impl Store {
 
     /// Read a container's state without locking (for `list`).
     pub fn peek(&self, id: &str) -> Result<State, StateError> {
+        Self::check_id(id)?;
         read_state(&self.root.join(id), id)
     }
 }
@@ -237,11 +255,6 @@ fn read_state(dir: &Path, id: &str) -> Result<State, StateError> {
 }
 
 impl Locked {
-    /// The directory fd (used as an O_PATH-like anchor for the exec fifo).
-    pub fn dir_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.lock.as_fd()
-    }
-
     pub fn load(&self) -> Result<State, StateError> {
         read_state(&self.dir, &self.id)
     }
@@ -299,14 +312,21 @@ impl Locked {
         fs::remove_dir_all(&self.dir).map_err(io_err(&self.dir))
     }
 
-    /// Raw fd of the lock (the state dir), to pass to the init.
-    pub fn dir_raw_fd(&self) -> i32 {
-        self.lock.as_raw_fd()
-    }
-
-    /// A second handle on the state dir, for the init to reach the fifo.
-    pub fn dup_dir(&self) -> io::Result<OwnedFd> {
-        self.lock.as_fd().try_clone_to_owned()
+    /// An O_PATH handle on the exec fifo, the only thing of the host the
+    /// created init holds: it reopens it (through /proc/self/fd) for writing
+    /// to wait for `start`. A process that gets hold of it reaches the fifo
+    /// alone, not the state directory.
+    pub fn fifo_handle(&self) -> Result<OwnedFd, StateError> {
+        let path = self.fifo_path();
+        nix::fcntl::openat(
+            self.lock.as_fd(),
+            FIFO_FILE,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_CLOEXEC
+                | nix::fcntl::OFlag::O_NOFOLLOW,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| io_err(&path)(e.into()))
     }
 }
 

@@ -103,6 +103,97 @@ pub fn cloexec_from(first: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Close every fd from 3 upwards except those in `keep`.
+///
+/// A cloned child inherits every fd of the runtime (its copy of the state
+/// dir's lock among them); it calls this first thing, so that nothing of the
+/// runtime's outlives it or reaches the container.
+pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&f| f >= 3).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from: RawFd = 3;
+    let close = |lo: RawFd, hi: libc::c_uint| -> io::Result<()> {
+        // SAFETY: close_range only closes fds of this process; the caller
+        // keeps the ones it still uses.
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, lo as libc::c_uint, hi, 0) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    let mut result = Ok(());
+    for &k in &keep {
+        if k > from {
+            result = result.and(close(from, (k - 1) as libc::c_uint));
+        }
+        from = k + 1;
+    }
+    result = result.and(close(from, libc::c_uint::MAX));
+    if result.is_ok() {
+        return Ok(());
+    }
+    // Kernels before 5.9: walk /proc/self/fd (collect first, the walk holds an fd).
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        if fd >= 3 && keep.binary_search(&fd).is_err() {
+            // SAFETY: closing an fd number of this process nobody else uses here.
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
+}
+
+/// Which of `fds` are open now. Called before the runtime opens anything, it
+/// tells the fds the caller really passed from the holes the runtime's own
+/// files would fill later.
+pub fn open_fds(fds: std::ops::Range<RawFd>) -> Vec<RawFd> {
+    // SAFETY: F_GETFD only reads an fd's flags.
+    fds.filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+        .collect()
+}
+
+/// Every signal back to its default disposition, as the container's process
+/// must start: nothing the runtime's caller ignored (a shell's SIGHUP, Rust's
+/// SIGPIPE, glibc posix_spawn's internal signals 32 and 33, which glibc's own
+/// sigaction() refuses to touch, hence the raw system call) reaches it.
+pub fn reset_signal_dispositions() {
+    // The kernel's struct sigaction with SIG_DFL, no flags and an empty mask.
+    let dfl = [0u64; 4];
+    for sig in 1..=64 {
+        // SAFETY: rt_sigaction reads the zeroed kernel sigaction, which lives
+        // across the call, and writes nothing (no old-action pointer);
+        // SIGKILL and SIGSTOP refuse with EINVAL, which is fine.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+    }
+}
+
+/// Die with the parent: SIGKILL on its death, and exit now if it already
+/// died between the clone and this call (the parent pid then changed). A
+/// process whose parent is outside its pid namespace sees a parent pid of 0
+/// and cannot tell: it learns of the death from its channel (EOF).
+pub fn die_with_parent(parent: i32) {
+    // SAFETY: prctl and getppid take and return integers.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        let ppid = libc::getppid();
+        if ppid != 0 && ppid != parent {
+            libc::_exit(1);
+        }
+    }
+}
+
 /// Set or clear FD_CLOEXEC on one fd.
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: fcntl on an fd number only reads/changes its flags.

@@ -9,31 +9,31 @@ use std::path::{Path, PathBuf};
 use nix::mount::MsFlags;
 
 /// Errors with terminals and console sockets.
+///
+/// Raised in cloned children too, whose errors cross the channel as text: the
+/// cause is part of the message (`cause`, not a `#[source]`), printed once.
 #[derive(Debug, thiserror::Error)]
 pub enum TerminalError {
-    #[error("connect console socket {path}: {source}")]
+    #[error("connect console socket {path}: {cause}")]
     Connect {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{op}: {source}")]
-    Sys {
-        op: &'static str,
-        source: nix::Error,
-    },
+    #[error("{op}: {cause}")]
+    Sys { op: &'static str, cause: nix::Error },
     #[error("send pty master over the console socket: {0}")]
     Send(nix::Error),
 }
 
 fn sys(op: &'static str) -> impl FnOnce(nix::Error) -> TerminalError {
-    move |source| TerminalError::Sys { op, source }
+    move |cause| TerminalError::Sys { op, cause }
 }
 
 /// Connect to a console socket (done by the runtime before it clones).
 pub fn connect(path: &Path) -> Result<OwnedFd, TerminalError> {
-    let s = UnixStream::connect(path).map_err(|source| TerminalError::Connect {
+    let s = UnixStream::connect(path).map_err(|cause| TerminalError::Connect {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     Ok(s.into())
 }
@@ -86,7 +86,7 @@ pub fn attach_slave(slave: &Path) -> Result<(), TerminalError> {
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
         return Err(TerminalError::Sys {
             op: "ioctl(TIOCSCTTY)",
-            source: nix::Error::last(),
+            cause: nix::Error::last(),
         });
     }
     for target in 0..3 {
@@ -94,7 +94,7 @@ pub fn attach_slave(slave: &Path) -> Result<(), TerminalError> {
         if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
             return Err(TerminalError::Sys {
                 op: "dup2 pty slave",
-                source: nix::Error::last(),
+                cause: nix::Error::last(),
             });
         }
     }

@@ -10,6 +10,15 @@
 //! copy of the runtime.
 //!
 //! Protocol: argv = ["HUSKEXEC", path, argv0, argv1, ...], envp as given.
+//!
+//! Before that exec, the runtime's own image runs in the container's reach
+//! (the created init, the process `exec` clones into the container): a
+//! process there with CAP_SYS_PTRACE can open `/proc/<pid>/exe`. So `create`,
+//! `run` and `exec` first re-exec the runtime from a read-only view of its
+//! binary ([`protect_runtime_exe`]): a detached, read-only bind mount of the
+//! file (runc ≥ 1.2 does the same with an overlay), or a sealed memfd copy
+//! where mounts are not allowed. `/proc/<pid>/exe` then never resolves to a
+//! writable host file.
 
 use std::ffi::CStr;
 use std::io::Write;
@@ -109,6 +118,136 @@ pub fn create() -> std::io::Result<OwnedFd> {
     }
     let _ = fd.as_fd();
     Ok(fd)
+}
+
+/// Whether the running binary is already one nobody can write: on a
+/// read-only mount, or a sealed memfd.
+fn exe_is_protected() -> bool {
+    if let Ok(st) = nix::sys::statvfs::statvfs("/proc/self/exe")
+        && st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY)
+    {
+        return true;
+    }
+    let Ok(f) = std::fs::File::open("/proc/self/exe") else {
+        return false;
+    };
+    // SAFETY: F_GET_SEALS only reads the seals of our own fd.
+    let seals = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_GET_SEALS) };
+    seals >= 0 && seals & libc::F_SEAL_WRITE != 0
+}
+
+/// The runtime binary as a detached, read-only bind mount (an O_PATH-like
+/// fd, close-on-exec). Needs CAP_SYS_ADMIN and Linux 5.12.
+fn readonly_view() -> std::io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 1;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    // SAFETY: open_tree takes a C string path and flags and returns a new fd.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c"/proc/self/exe".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (of the size we pass) and changes
+    // only the detached mount behind our fd.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// The runtime binary copied into a sealed memfd (close-on-exec).
+fn sealed_copy() -> std::io::Result<OwnedFd> {
+    // SAFETY: memfd_create with a static C string name and flags.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"husk".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create just returned this fd; we own it.
+    let mut dst = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut src = std::fs::File::open("/proc/self/exe")?;
+    std::io::copy(&mut src, &mut dst)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl(F_ADD_SEALS) on our memfd.
+    if unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&dst),
+            libc::F_ADD_SEALS,
+            seals,
+        )
+    } < 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(dst.into())
+}
+
+/// Make sure the runtime runs from a binary nobody can write, re-exec'ing
+/// it (same argv, environment and inherited fds) from a read-only view or a
+/// sealed copy when it does not. Returns when it already does, or with the
+/// error when neither view could be had or exec'd.
+pub fn protect_runtime_exe() -> std::io::Result<()> {
+    // Set for the re-exec'd runtime: never loop, whatever statvfs says.
+    const REEXECED: &str = "_HUSK_REEXECED";
+    if std::env::var_os(REEXECED).is_some() {
+        // SAFETY: called first thing in main, while the process has one thread.
+        unsafe { std::env::remove_var(REEXECED) };
+        return Ok(());
+    }
+    if exe_is_protected() {
+        return Ok(());
+    }
+    let fd = readonly_view().or_else(|_| sealed_copy())?;
+    let args: Vec<std::ffi::CString> = std::env::args_os()
+        .filter_map(|a| std::ffi::CString::new(a.into_encoded_bytes()).ok())
+        .collect();
+    let env: Vec<std::ffi::CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            std::ffi::CString::new(kv).ok()
+        })
+        .chain(std::iter::once(c"_HUSK_REEXECED=1".to_owned()))
+        .collect();
+    let argv: Vec<&CStr> = args.iter().map(|a| a.as_c_str()).collect();
+    let envp: Vec<&CStr> = env.iter().map(|e| e.as_c_str()).collect();
+    Err(crate::sys::execveat_fd(fd.as_fd(), &argv, &envp))
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -329,3 +329,80 @@ pub fn connectivity_suite(lab: &CniLab, conf: &Path, plugin_dirs: &str, gateway:
         "hostPort still open after DEL"
     );
 }
+
+/// The host-side veth named in an ADD result (husk-bridge and the reference
+/// bridge both list bridge, host veth, container interface).
+pub fn result_host_veth(result_json: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(result_json).expect("result JSON");
+    v["interfaces"][1]["name"]
+        .as_str()
+        .expect("interfaces[1].name")
+        .to_string()
+}
+
+/// One line of `ip -o link show dev NAME` in `ns`, if the link exists.
+fn link_line(ns: &TestNetns, name: &str) -> Option<String> {
+    let out = ns.exec("ip", &["-o", "link", "show", "dev", name]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|l| !l.is_empty())
+}
+
+/// A link as `ip -o link` shows it: its index, its peer's index
+/// (`NAME@ifN`) and its bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkView {
+    /// The interface index.
+    pub index: u32,
+    /// The veth peer's index, in the peer's namespace.
+    pub peer: Option<u32>,
+    /// `master X`.
+    pub master: Option<String>,
+    /// `link/ether X`.
+    pub mac: String,
+}
+
+/// The link `name` in `ns`, if it exists.
+pub fn link_view(ns: &TestNetns, name: &str) -> Option<LinkView> {
+    let line = link_line(ns, name)?;
+    let (index, rest) = line.split_once(": ")?;
+    let label = rest.split(':').next()?;
+    let peer = label
+        .split_once("@if")
+        .and_then(|(_, p)| p.parse::<u32>().ok());
+    let mut words = line.split_whitespace();
+    let mut master = None;
+    let mut mac = String::new();
+    while let Some(w) = words.next() {
+        match w {
+            "master" => master = words.next().map(str::to_string),
+            "link/ether" => mac = words.next().unwrap_or_default().to_string(),
+            _ => {}
+        }
+    }
+    Some(LinkView {
+        index: index.parse().ok()?,
+        peer,
+        master,
+        mac,
+    })
+}
+
+/// The IP files of the lab's IPAM store for `network`: (address, owner id).
+pub fn ipam_allocations(lab: &CniLab, network: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(lab.ipam_dir().join(network)) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            let owner = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let id = owner.lines().next().unwrap_or_default().trim().to_string();
+            out.push((name, id));
+        }
+    }
+    out.sort();
+    out
+}

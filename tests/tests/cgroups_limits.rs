@@ -1,4 +1,4 @@
-//! Limits enforced through `husk_runtime::cgroups` on whatever layout the host
+//! Limits enforced through `husk_cgroups` on whatever layout the host
 //! has: v1 on the development machines (through the v1 files), v2 in the test
 //! VM. Real processes are placed in a `husk-test-*` subtree and limited.
 
@@ -7,7 +7,7 @@ mod support;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use husk_runtime::cgroups::{self, CgroupManager};
+use husk_cgroups::{self as cgroups, CgroupManager};
 use husk_tests::cgroup::TestCgroup;
 use husk_tests::{require_root, wait_for};
 use support::{placed, release, res};

@@ -1,4 +1,4 @@
-//! Placement through `husk_runtime::cgroups` on whatever layout this host has
+//! Placement through `husk_cgroups` on whatever layout this host has
 //! (v1 hybrid on the development machines, pure v2 in the test VM): a real
 //! process is moved into a `husk-test-*` subtree, frozen, thawed and killed.
 
@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use husk_runtime::cgroups::{self, CgroupError};
+use husk_cgroups::{self as cgroups, CgroupError};
 use husk_tests::cgroup::TestCgroup;
 use husk_tests::require_root;
 

@@ -1,4 +1,4 @@
-//! cgroup v2 only behaviour of `husk_runtime::cgroups`: the eBPF device
+//! cgroup v2 only behaviour of `husk_cgroups`: the eBPF device
 //! filter, unified keys, cgroup.freeze, cgroup.kill, stats against the files.
 //! Runs in the test VM (`scripts/vm-test`); on a v1/hybrid host each test
 //! says it is skipped and returns.
@@ -8,7 +8,7 @@ mod support;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use husk_runtime::cgroups::{self, CgroupError, CgroupManager};
+use husk_cgroups::{self as cgroups, CgroupError, CgroupManager};
 use husk_tests::cgroup::{self as test_cgroup, TestCgroup};
 use husk_tests::{read_counter, require_cgroup_v2, wait_for};
 use support::{placed, release, res};

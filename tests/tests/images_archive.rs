@@ -436,6 +436,8 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
         ),
         "{err}"
     );
+    // The reason is there (reqwest keeps it in its sources), printed once.
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
 
     // Archives: random bytes, a truncated docker archive, a layout with a corrupt blob.
     let junk = t.path().join("junk.tar");
@@ -490,6 +492,7 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
         ],
     );
     assert!(err.contains("missing.tar"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     // Bad container ids and unknown containers.
     let err = fails(&root, &["rootfs", "prepare", "busybox", "../evil"]);
     assert!(err.contains("container id \"../evil\""), "{err}");

@@ -228,3 +228,163 @@ fn list_and_ps() {
     rt.wait_status("l1", "stopped");
     rt.ok(&["delete", "l1"]);
 }
+
+#[test]
+fn large_annotations_and_env_reach_the_container() {
+    require_root!();
+    let rt = Runtime::new();
+    // Kubernetes puts 10-100 KiB annotations on pods: 256 KiB of them here,
+    // and a 64 KiB variable the container must see whole.
+    let big = "e".repeat(64 * 1024);
+    let mut b = Bundle::new(&rt, "c", &["sh", "-c", "echo ${#BIG} ${BIG:0:3}"]);
+    b.edit(|c| {
+        let mut ann = serde_json::Map::new();
+        for i in 0..4 {
+            ann.insert(format!("example.com/big-{i}"), "a".repeat(64 * 1024).into());
+        }
+        c["annotations"] = ann.into();
+        c["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(format!("BIG={big}").into());
+    });
+    let out = rt.ok(&["create", "--bundle", b.path_str(), "big"]);
+    assert!(out.is_empty(), "{out}");
+    let st = rt.state("big");
+    assert_eq!(
+        st["annotations"]["example.com/big-3"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64 * 1024
+    );
+    let o = rt.out(&["run", "--bundle", b.path_str(), "big2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "65536 eee\n");
+    rt.ok(&["delete", "--force", "big"]);
+}
+
+#[test]
+fn every_command_checks_the_id() {
+    require_root!();
+    let rt = Runtime::new();
+    // A container directory outside the root, which `../outside` would name.
+    let outside = rt
+        .root()
+        .parent()
+        .unwrap()
+        .join(format!("husk-test-outside-{}", husk_tests::unique_suffix()));
+    std::fs::create_dir(&outside).unwrap();
+    // A pid no process can have: nothing is signalled whatever happens.
+    std::fs::write(outside.join("state.json"), r#"{"ociVersion":"1.0.2","id":"x","pid":2147483000,"status":"running","bundle":"/","rootfs":"/","created":"","owner":""}"#).unwrap();
+    let id = format!("../{}", outside.file_name().unwrap().to_str().unwrap());
+    for args in [
+        vec!["state", &id],
+        vec!["start", &id],
+        vec!["kill", &id, "WINCH"],
+        vec!["exec", &id, "true"],
+        vec!["ps", &id],
+        vec!["pause", &id],
+        vec!["resume", &id],
+        vec!["events", "--stats", &id],
+        vec!["delete", "--force", &id],
+    ] {
+        let o = rt.out(&args);
+        assert!(!o.status.success(), "{args:?} accepted the id");
+        let err = String::from_utf8_lossy(&o.stderr);
+        if husk_tests::oci::is_husk() {
+            assert!(err.contains("invalid container id"), "{args:?}: {err}");
+        }
+    }
+    assert!(
+        outside.join("state.json").exists(),
+        "delete reached outside the root"
+    );
+    std::fs::remove_dir_all(&outside).unwrap();
+}
+
+#[test]
+fn delete_refuses_a_created_container() {
+    require_root!();
+    let rt = Runtime::new();
+    let b = Bundle::new(&rt, "c", &["sleep", "300"]);
+    rt.ok(&["create", "--bundle", b.path_str(), "cr"]);
+    let pid = rt.state("cr")["pid"].as_i64().unwrap() as i32;
+    let o = rt.out(&["delete", "cr"]);
+    assert!(!o.status.success(), "a created container was deleted");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("created"));
+    // Nothing changed: still created, its init alive, it can start.
+    assert!(alive(pid));
+    assert_eq!(rt.state("cr")["status"], "created");
+    assert!(!rt.cgroup().leaf_dirs("c").is_empty(), "cgroup removed");
+    rt.ok(&["start", "cr"]);
+    rt.wait_status("cr", "running");
+    rt.ok(&["delete", "--force", "cr"]);
+    assert!(wait_gone(pid));
+}
+
+#[test]
+fn list_shows_a_corrupt_state_and_delete_force_removes_it() {
+    require_root!();
+    let rt = Runtime::new();
+    let b = Bundle::new(&rt, "c", &["sleep", "300"]);
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), "good"]);
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), "bad"]);
+    std::fs::write(rt.state_dir("bad").join("state.json"), "{ corrupt").unwrap();
+    let ids = rt.container_ids();
+    assert_eq!(ids, ["bad", "good"], "{ids:?}");
+    let table = rt.ok(&["list"]);
+    let row = table.lines().find(|l| l.starts_with("bad ")).unwrap();
+    assert!(row.contains("unknown"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap();
+    assert_eq!(json[0]["id"], "bad");
+    assert_eq!(json[0]["status"], "unknown");
+    assert_eq!(json[1]["status"], "running");
+    rt.ok(&["delete", "--force", "bad"]);
+    assert!(!rt.state_dir("bad").exists());
+    assert_eq!(rt.container_ids(), ["good"]);
+    rt.ok(&["delete", "--force", "good"]);
+}
+
+#[test]
+fn errors_print_each_cause_once() {
+    require_root!();
+    if !husk_tests::oci::is_husk() {
+        husk_tests::skip!("husk-only", "checks husk's error wording");
+    }
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let o = rt.out(&["create", "--bundle", dir.path().to_str().unwrap(), "e1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("config.json"), "{err}");
+}
+
+/// Signals the runtime's caller ignored (a shell's SIGHUP, a daemon's SIGUSR1)
+/// are not ignored in the container: its process starts with every signal
+/// at its default disposition, as under runc.
+#[test]
+fn the_container_starts_with_default_signal_dispositions() {
+    require_root!();
+    let rt = Runtime::new();
+    let b = Bundle::new(&rt, "c", &["grep", "SigIgn", "/proc/self/status"]);
+    let mut cmd = rt.cmd(&["run", "--bundle", b.path_str(), "sigs"]);
+    // SAFETY: the closure runs between fork and exec and only calls signal(2).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGUSR1, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run the runtime");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "SigIgn:\t0000000000000000");
+}

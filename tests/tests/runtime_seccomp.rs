@@ -302,3 +302,82 @@ fn notify_without_an_agent_is_rejected_naming_the_field() {
         "linux.seccomp.syscalls[0].action",
     );
 }
+
+/// Calls the runtime makes while it sets the container up (cwd check, fd
+/// hygiene, mounts, uid change, ...): a profile may deny every one of them,
+/// as long as it lets the program itself run.
+const SETUP_CALLS: &[&str] = &[
+    "getcwd",
+    "chdir",
+    "fchdir",
+    "close_range",
+    "fcntl",
+    "setresuid",
+    "setresgid",
+    "setgroups",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "openat2",
+    "mknodat",
+    "symlinkat",
+    "sethostname",
+    "unshare",
+    "setrlimit",
+    "prlimit64",
+];
+
+#[test]
+fn a_profile_denying_the_runtimes_setup_calls_still_starts_the_container() {
+    require_root!();
+    if !is_husk() {
+        // runc 1.1 loads the filter before its own setgroups/setuid/chdir.
+        eprintln!("skipped: husk-specific (runc 1.1 loads the filter before its own setup)");
+        return;
+    }
+    for (nnp, uid) in [(false, 0), (true, 0), (false, 1000), (true, 1000)] {
+        let (out, _b) = run_once(&["echo", "started"], |c| {
+            c["linux"]["seccomp"] = deny(SETUP_CALLS, json!({}));
+            c["process"]["noNewPrivileges"] = json!(nnp);
+            c["process"]["user"] = json!({"uid": uid, "gid": uid});
+        });
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "noNewPrivileges {nnp}, uid {uid}: {text}"
+        );
+        assert_eq!(text, "started\n", "noNewPrivileges {nnp}, uid {uid}");
+    }
+}
+
+#[test]
+fn a_profile_that_kills_every_call_is_reported_as_seccomp() {
+    require_root!();
+    for nnp in [true, false] {
+        let (out, _b) = run_once(&["true"], |c| {
+            c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_KILL_PROCESS"});
+            c["process"]["noNewPrivileges"] = json!(nnp);
+        });
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "noNewPrivileges {nnp}: {err}");
+        if is_husk() {
+            // Killed at its first call under the filter: 128 + SIGSYS, as
+            // `run` reports any death by signal (runc fails its own init
+            // then, as it loads the filter before waiting for start).
+            assert_eq!(
+                out.status.code(),
+                Some(128 + libc::SIGSYS),
+                "noNewPrivileges {nnp}: {err}"
+            );
+            assert!(
+                err.contains("killed by seccomp (SIGSYS)"),
+                "noNewPrivileges {nnp}: {err}"
+            );
+        }
+    }
+}

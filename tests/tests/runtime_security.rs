@@ -106,17 +106,37 @@ fn runtime_image_processes_are_not_dumpable_and_exe_is_sealed() {
     let pid = rt.state("d1")["pid"].as_i64().unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.lines().any(|l| l == "Uid:\t0\t0\t0\t0"), "{status}");
-    // An unprivileged user may not access a non-dumpable process's exe.
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+    // Root without CAP_SYS_PTRACE, whose capabilities are a superset of the
+    // init's, may read the exe of any uid-0 process that is dumpable: only
+    // non-dumpability keeps it out. (An unprivileged uid could never read a
+    // uid-0 process's exe, dumpable or not.)
+    let without_ptrace = |cmd: &str| {
+        std::process::Command::new("setpriv")
+            .args(["--inh-caps=-all", "--bounding-set=-sys_ptrace", "--"])
+            .args(["sh", "-c", cmd])
+            .output()
+            .unwrap()
+    };
+    let readlink = |pid: i64| {
+        let out = without_ptrace(&format!("readlink /proc/{pid}/exe || echo denied"));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // The control: a dumpable uid-0 process with the same capabilities.
+    let mut control = std::process::Command::new("setpriv")
         .args([
-            "sh",
-            "-c",
-            &format!("readlink /proc/{pid}/exe || echo denied"),
+            "--inh-caps=-all",
+            "--bounding-set=-sys_ptrace",
+            "--",
+            "sleep",
+            "30",
         ])
-        .output()
+        .spawn()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "denied\n");
+    let seen = readlink(control.id() as i64);
+    let _ = control.kill();
+    let _ = control.wait();
+    assert!(seen.ends_with("sleep"), "control process readable: {seen}");
+    assert_eq!(readlink(pid), "denied");
     rt.ok(&["start", "d1"]);
     rt.wait_status("d1", "running");
     // After start the init is the user's program, exec'd from the sealed

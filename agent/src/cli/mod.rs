@@ -131,19 +131,9 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An error and its causes on one line, skipping causes whose text the
-/// message already shows (library errors often include their source).
+/// An error and its causes on one line. Each is printed as it is: no
+/// Display repeats its source (the workspace's convention), and a cause whose
+/// text happens to occur in an earlier message is still a cause.
 pub fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let msg = cause.to_string();
-        if out.contains(&msg) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&msg);
-    }
-    out
+    format!("{e:#}")
 }

@@ -24,21 +24,21 @@ pub enum ContentError {
     },
     #[error("blob {0} is not in the content store")]
     Missing(Digest),
-    #[error("content store {path}: {source}")]
+    #[error("content store {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("content store: blob not written")]
     Limit(#[source] LimitError),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ContentError + '_ {
-    move |source| match limit_in(&source) {
+    move |cause| match limit_in(&cause) {
         Some(l) => ContentError::Limit(l),
         None => ContentError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         },
     }
 }

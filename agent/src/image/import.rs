@@ -138,8 +138,8 @@ impl ImageStore {
             Source::Dir(LayoutDir::open(path)?)
         } else {
             self.read_tar(path, &mut added).map_err(|e| match e {
-                ImageError::Io { source, .. } => {
-                    arch_err(format!("not a readable tar archive: {source}"))
+                ImageError::Io { cause, .. } => {
+                    arch_err(format!("not a readable tar archive: {cause}"))
                 }
                 other => other,
             })?

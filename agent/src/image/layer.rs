@@ -109,9 +109,9 @@ impl ImageStore {
                 entry: Some(path),
                 source: Box::new(source),
             },
-            source => ImageError::Unpack {
+            cause => ImageError::Unpack {
                 layer: layer.digest,
-                source,
+                cause,
             },
         })?;
         let (diff_id, _) = diff.map_err(|e| lerr(format!("decompress: {e}")))?;

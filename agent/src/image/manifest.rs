@@ -19,10 +19,10 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, appl
 /// Why a manifest, index or config was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("{what}: invalid JSON: {source}")]
+    #[error("{what}: invalid JSON: {cause}")]
     Json {
         what: String,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("{0}: docker schema1 manifests are not supported (deprecated; re-push the image)")]
     Schema1(String),
@@ -112,9 +112,9 @@ pub fn parse_manifest(
         schema_version: Option<u32>,
         manifests: Option<serde_json::Value>,
     }
-    let json_err = |source| ManifestError::Json {
+    let json_err = |cause| ManifestError::Json {
         what: what.to_string(),
-        source,
+        cause,
     };
     let probe: Probe = serde_json::from_slice(data).map_err(json_err)?;
     if probe.schema_version == Some(1) {
@@ -301,9 +301,9 @@ pub struct ImageConfigBlob {
 
 impl ImageConfigBlob {
     pub fn parse(what: &str, data: &[u8]) -> Result<Self, ManifestError> {
-        serde_json::from_slice(data).map_err(|source| ManifestError::Json {
+        serde_json::from_slice(data).map_err(|cause| ManifestError::Json {
             what: what.to_string(),
-            source,
+            cause,
         })
     }
 }

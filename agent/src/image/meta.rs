@@ -11,15 +11,15 @@ use super::fsutil;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
-    #[error("image metadata {path}: {source}")]
+    #[error("image metadata {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("image metadata {path}: corrupt JSON: {source}")]
+    #[error("image metadata {path}: corrupt JSON: {cause}")]
     Corrupt {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
@@ -76,26 +76,26 @@ pub struct ImageIndex {
 impl ImageIndex {
     pub fn load(path: &Path) -> Result<Self, MetaError> {
         match fs::read(path) {
-            Ok(data) => serde_json::from_slice(&data).map_err(|source| MetaError::Corrupt {
+            Ok(data) => serde_json::from_slice(&data).map_err(|cause| MetaError::Corrupt {
                 path: path.to_path_buf(),
-                source,
+                cause,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ImageIndex::default()),
-            Err(source) => Err(MetaError::Io {
+            Err(cause) => Err(MetaError::Io {
                 path: path.to_path_buf(),
-                source,
+                cause,
             }),
         }
     }
 
     pub fn save(&self, path: &Path) -> Result<(), MetaError> {
-        let data = serde_json::to_vec_pretty(self).map_err(|source| MetaError::Corrupt {
+        let data = serde_json::to_vec_pretty(self).map_err(|cause| MetaError::Corrupt {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
-        fsutil::write_atomic(path, &data).map_err(|source| MetaError::Io {
+        fsutil::write_atomic(path, &data).map_err(|cause| MetaError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })
     }
 

@@ -1,5 +1,10 @@
 //! The image store: content-addressed blobs, image metadata, layer snapshots,
 //! registry pulls, archive imports and container rootfs overlays.
+//!
+//! Errors print each cause once: an OS, JSON or HTTP cause is part of its
+//! error's message (a `cause` field, not a `#[source]`), since the text alone
+//! travels on (a pull's failure, the CRI's status message); only a limit is
+//! kept as a `#[source]` and left out of the message.
 
 pub mod content;
 pub mod digest;
@@ -17,6 +22,9 @@ pub mod snapshot;
 pub mod space;
 pub mod store;
 pub mod unpack;
+
+#[cfg(test)]
+mod chain_tests;
 
 pub use digest::Digest;
 pub use manifest::RunConfig;

@@ -28,7 +28,7 @@ pub enum ReferenceError {
     #[error("image reference {reference:?}: invalid registry host {host:?}")]
     Host { reference: String, host: String },
     #[error("image reference {0:?}: {1}")]
-    Digest(String, #[source] DigestError),
+    Digest(String, DigestError),
 }
 
 /// A normalised image reference.

@@ -14,19 +14,19 @@ use super::fsutil;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("snapshot store {path}: {source}")]
+    #[error("snapshot store {path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("layer {0} is not unpacked")]
     Missing(Digest),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io {
+    move |cause| SnapshotError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

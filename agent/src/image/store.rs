@@ -42,8 +42,8 @@ pub enum ImageError {
     Manifest(#[from] ManifestError),
     #[error(transparent)]
     Reference(#[from] ReferenceError),
-    #[error("layer {layer}: {source}")]
-    Unpack { layer: Digest, source: UnpackError },
+    #[error("layer {layer}: {cause}")]
+    Unpack { layer: Digest, cause: UnpackError },
     /// A pull or import stopped at a limit (nothing of the layer is kept).
     #[error(
         "image {image}: layer {layer}{}",
@@ -90,19 +90,19 @@ pub enum ImageError {
     },
     #[error("archive {path}: {message}")]
     Archive { path: PathBuf, message: String },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("pull of {reference}: {message}")]
     Pull { reference: String, message: String },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ImageError + '_ {
-    move |source| ImageError::Io {
+    move |cause| ImageError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -237,7 +237,7 @@ impl ImageStore {
         };
         Flock::lock(f, arg).map_err(|(_, e)| ImageError::Io {
             path: p,
-            source: e.into(),
+            cause: e.into(),
         })
     }
 

@@ -49,12 +49,9 @@ pub enum UnpackError {
     #[error("layer entry {path:?}: unsupported entry type {kind}")]
     EntryType { path: String, kind: String },
     #[error("layer tar: {0}")]
-    Tar(#[source] std::io::Error),
-    #[error("layer entry {path:?}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Tar(std::io::Error),
+    #[error("layer entry {path:?}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("layer entry {path:?}")]
     Limit {
         path: String,
@@ -174,7 +171,7 @@ impl Unpacker<'_> {
         let fd = if comps.is_empty() {
             self.root.try_clone().map_err(|e| UnpackError::Io {
                 path: show(entry),
-                source: e,
+                cause: e,
             })?
         } else {
             match openat2(
@@ -205,7 +202,7 @@ impl Unpacker<'_> {
     fn make_dirs(&self, entry: &[u8], comps: &[&[u8]]) -> Result<OwnedFd, UnpackError> {
         let mut cur = self.root.try_clone().map_err(|e| UnpackError::Io {
             path: show(entry),
-            source: e,
+            cause: e,
         })?;
         for c in comps {
             let name = OsStr::from_bytes(c);
@@ -294,15 +291,15 @@ impl Unpacker<'_> {
         let hdr = e.header();
         let mode = hdr.mode().map_err(|err| UnpackError::Io {
             path: show(&raw),
-            source: err,
+            cause: err,
         })? & 0o7777;
         let uid = hdr.uid().map_err(|err| UnpackError::Io {
             path: show(&raw),
-            source: err,
+            cause: err,
         })? as u32;
         let gid = hdr.gid().map_err(|err| UnpackError::Io {
             path: show(&raw),
-            source: err,
+            cause: err,
         })? as u32;
         let mtime = hdr.mtime().unwrap_or(0) as i64;
         let xattrs = read_xattrs(&mut e);
@@ -318,7 +315,7 @@ impl Unpacker<'_> {
                     &raw,
                     self.root.try_clone().map_err(|err| UnpackError::Io {
                         path: show(&raw),
-                        source: err,
+                        cause: err,
                     })?,
                     uid,
                     gid,
@@ -554,7 +551,7 @@ impl Unpacker<'_> {
             let fd = if path.is_empty() {
                 self.root.try_clone().map_err(|e| UnpackError::Io {
                     path: String::new(),
-                    source: e,
+                    cause: e,
                 })?
             } else {
                 match openat2(
@@ -607,9 +604,9 @@ fn copy_data(
     reserve: Option<&Reserve>,
     path: &[u8],
 ) -> Result<u64, UnpackError> {
-    let io = |source| UnpackError::Io {
+    let io = |cause| UnpackError::Io {
         path: show(path),
-        source,
+        cause,
     };
     let write = |data: &[u8], at: u64| -> Result<(), UnpackError> {
         if let Some(r) = reserve {
@@ -885,9 +882,7 @@ mod tests {
 
     #[test]
     fn whiteouts_modes_links() {
-        if !Uid::effective().is_root() {
-            return;
-        }
+        husk_tests::require_root!();
         let (t, r) = unpack(|b| {
             entry(b, tar::EntryType::Directory, "d/", None, b"", 0o750);
             entry(b, tar::EntryType::Regular, "d/f", None, b"hi", 0o4755);

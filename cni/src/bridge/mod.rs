@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::ipam::delegate::Ipam;
+use crate::ipam::delegate::{Ipam, Reserved};
 use crate::netlink::{NetNs, NsError};
 use crate::plugin::{CmdArgs, Plugin};
 use crate::types::{CniError, CniResult, CniVersion, ErrorCode, NetConf};
@@ -19,12 +19,20 @@ pub use config::BridgeConf;
 /// The plugin.
 pub struct BridgePlugin;
 
-/// The host-side veth name: stable per (container, interface) so that DEL
-/// finds it even when the container's netns is gone.
-pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
-    use sha2::{Digest, Sha512};
-    let d = Sha512::digest(format!("{container_id}/{ifname}").as_bytes());
-    format!("veth{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3])
+/// A fresh host-side veth name, `veth` + 8 random hex digits (as the
+/// reference plugin names them). Never derived from the container id: two
+/// ADDs, even with one id, never contend for a name, and DEL and CHECK find
+/// the host end through the container end's peer index.
+pub fn random_host_veth_name() -> Result<String, CniError> {
+    use std::io::Read;
+    let mut b = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| CniError::internal(format!("/dev/urandom: {e}")))?;
+    Ok(format!(
+        "veth{:02x}{:02x}{:02x}{:02x}",
+        b[0], b[1], b[2], b[3]
+    ))
 }
 
 /// The current-thread runtime the plugin's netlink work runs on.
@@ -48,6 +56,37 @@ fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::internal(e.to_string())
 }
 
+/// Undo a failed ADD: exactly what it created (its veth pair, its
+/// masquerade rules, the addresses it reserved), never an interface or an
+/// address that was there before, which may belong to another attachment.
+fn rollback(
+    args: &CmdArgs,
+    conf: &NetConf,
+    ipam: &Ipam,
+    ipam_result: &CniResult,
+    reserved: &Reserved,
+    created: &attach::Created,
+) {
+    if let Err(e) = attach::remove_created(created) {
+        tracing::warn!(error = %e, "rollback: remove the veth pair");
+    }
+    // Rules for addresses this ADD did not reserve are those of the ADD
+    // that did (this one was a retry): they stay.
+    let own_addresses = match reserved {
+        Reserved::HostLocal(new) => !new.is_empty(),
+        Reserved::Delegated => true,
+    };
+    if created.masq && own_addresses {
+        let ips: Vec<IpAddr> = ipam_result.ips.iter().map(|i| i.address.ip()).collect();
+        if let Err(e) = masq::teardown(&conf.name, &args.container_id, &ips) {
+            tracing::warn!(error = %e, "rollback: remove masquerade rules");
+        }
+    }
+    if let Err(e) = ipam.undo(conf, args, reserved) {
+        tracing::warn!(error = %e, "rollback: give back addresses");
+    }
+}
+
 fn valid_attachments(conf: &NetConf) -> Result<HashSet<(String, String)>, CniError> {
     let v = conf
         .extra
@@ -67,27 +106,17 @@ impl Plugin for BridgePlugin {
         let bc = BridgeConf::parse(conf)?;
         let ipam = Ipam::from_conf(conf)?;
         let netns = open_netns(&args.netns)?;
-        let ipam_result = ipam.add(conf, args)?;
-        if ipam_result.ips.is_empty() {
-            let _ = ipam.del(conf, args);
-            return Err(CniError::internal("ipam returned no address"));
+        let (ipam_result, reserved) = ipam.add(conf, args)?;
+        let mut created = attach::Created::default();
+        let out = if ipam_result.ips.is_empty() {
+            Err(CniError::internal("ipam returned no address"))
+        } else {
+            attach::attach(args, conf, &bc, &netns, &ipam_result, &mut created)
+        };
+        if out.is_err() {
+            rollback(args, conf, &ipam, &ipam_result, &reserved, &created);
         }
-        let out = attach::attach(args, conf, &bc, &netns, &ipam_result);
-        match out {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                // Leave nothing behind: links, rules and the allocation.
-                let ips: Vec<IpAddr> = ipam_result.ips.iter().map(|i| i.address.ip()).collect();
-                if let Err(de) = attach::detach(args, &bc, Some(&netns)) {
-                    tracing::warn!(error = %de, "rollback: remove links");
-                }
-                if bc.ip_masq {
-                    let _ = masq::teardown(&conf.name, &args.container_id, &ips);
-                }
-                let _ = ipam.del(conf, args);
-                Err(e)
-            }
-        }
+        out
     }
 
     fn del(&self, args: &CmdArgs, conf: &NetConf, _v: CniVersion) -> Result<(), CniError> {
@@ -109,18 +138,20 @@ impl Plugin for BridgePlugin {
             }
         }
         ipam.del(conf, args)?;
-        // A netns that is already gone is fine: the host veth is removed by name.
+        // A netns that is already gone took its veth end, and so the pair,
+        // with it; without one, the host end named in prevResult goes.
         let netns = if args.netns.is_empty() {
             None
         } else {
             NetNs::open(Path::new(&args.netns)).ok()
         };
+        let prev = conf.prev_result().ok().flatten();
         // Rules and links are independent: remove them concurrently.
         std::thread::scope(|s| {
             let masq_job = bc
                 .ip_masq
                 .then(|| s.spawn(|| masq::teardown(&conf.name, &args.container_id, &ips)));
-            let links = attach::detach(args, &bc, netns.as_ref());
+            let links = attach::detach(args, &bc, netns.as_ref(), prev.as_ref());
             let masq_res =
                 masq_job.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
             links?;
@@ -179,10 +210,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_veth_names_are_stable_and_short() {
-        let a = host_veth_name("c1", "eth0");
-        assert_eq!(a, host_veth_name("c1", "eth0"));
-        assert_ne!(a, host_veth_name("c2", "eth0"));
-        assert!(a.len() <= 15);
+    fn host_veth_names_are_random_and_short() {
+        let names: HashSet<String> = (0..64).map(|_| random_host_veth_name().unwrap()).collect();
+        assert_eq!(names.len(), 64, "names repeat: {names:?}");
+        for n in &names {
+            assert_eq!(n.len(), 12, "{n}");
+            assert!(n.starts_with("veth"));
+            assert!(n[4..].chars().all(|c| c.is_ascii_hexdigit()), "{n}");
+        }
     }
 }

@@ -2,10 +2,11 @@
 //! executed the way libcni would.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 use crate::libcni::{ExecError, InvokeArgs, PluginExec};
 use crate::plugin::CmdArgs;
-use crate::types::{CniError, CniResult, ErrorCode, IpConfig, NetConf};
+use crate::types::{CniError, CniResult, ErrorCode, IpConfig, NetConf, validate};
 
 use super::alloc::to_u128;
 use super::config::HostLocalConfig;
@@ -44,7 +45,11 @@ impl Ipam {
             .and_then(|t| t.as_str())
             .ok_or_else(|| CniError::invalid_config("ipam.type: missing"))?;
         match ty {
-            "host-local" | "husk-host-local" => Ok(Ipam::HostLocal(HostLocalConfig::parse(ipam)?)),
+            "host-local" | "husk-host-local" => {
+                // The network name names the store's directory.
+                validate::network_name(&conf.name)?;
+                Ok(Ipam::HostLocal(HostLocalConfig::parse(ipam)?))
+            }
             "" => Err(CniError::invalid_config("ipam.type: empty")),
             other if other.contains('/') => Err(CniError::invalid_config(format!(
                 "ipam.type: {other:?} is not a plugin name"
@@ -70,15 +75,51 @@ impl Ipam {
         exec.run(plugin, &a, &args.stdin).map_err(exec_to_cni)
     }
 
-    /// Allocate addresses for the attachment.
-    pub fn add(&self, conf: &NetConf, args: &CmdArgs) -> Result<CniResult, CniError> {
+    /// Allocate addresses for the attachment; also says what this call
+    /// reserved, for [`Ipam::undo`].
+    pub fn add(&self, conf: &NetConf, args: &CmdArgs) -> Result<(CniResult, Reserved), CniError> {
         match self {
-            Ipam::HostLocal(c) => host_local_add(c, &conf.name, &args.container_id, &args.ifname),
+            Ipam::HostLocal(c) => {
+                let (r, new) = host_local_add(c, &conf.name, &args.container_id, &args.ifname)?;
+                Ok((r, Reserved::HostLocal(new)))
+            }
             Ipam::Delegated(p) => {
                 let out = Self::run(p, args, "ADD")?;
-                serde_json::from_slice(&out)
-                    .map_err(|e| CniError::from_json(&format!("ipam plugin {p} result"), &e))
+                let r = serde_json::from_slice(&out)
+                    .map_err(|e| CniError::from_json(&format!("ipam plugin {p} result"), &e));
+                match r {
+                    Ok(r) => Ok((r, Reserved::Delegated)),
+                    Err(e) => {
+                        let _ = Self::run(p, args, "DEL");
+                        Err(e)
+                    }
+                }
             }
+        }
+    }
+
+    /// Give back what a failed ADD's [`Ipam::add`] reserved, and nothing
+    /// else: addresses the attachment held before (an ADD retried) stay.
+    pub fn undo(
+        &self,
+        conf: &NetConf,
+        args: &CmdArgs,
+        reserved: &Reserved,
+    ) -> Result<(), CniError> {
+        match (self, reserved) {
+            (Ipam::HostLocal(c), Reserved::HostLocal(ips)) => {
+                if ips.is_empty() {
+                    return Ok(());
+                }
+                let store = AllocStore::new(&c.data_dir, &conf.name);
+                let l = store
+                    .lock()
+                    .map_err(|e| CniError::new(ErrorCode::IoFailure, e.to_string()))?;
+                l.release_owned(ips, &args.container_id, &args.ifname)
+                    .map_err(|e| CniError::new(ErrorCode::IoFailure, e.to_string()))
+            }
+            // A delegated plugin keeps its own books: its DEL is the undo.
+            _ => self.del(conf, args),
         }
     }
 
@@ -86,6 +127,7 @@ impl Ipam {
     pub fn del(&self, conf: &NetConf, args: &CmdArgs) -> Result<(), CniError> {
         match self {
             Ipam::HostLocal(c) => {
+                validate_attachment(args)?;
                 let store = AllocStore::new(&c.data_dir, &conf.name);
                 let l = store
                     .lock()
@@ -102,6 +144,7 @@ impl Ipam {
     pub fn check(&self, conf: &NetConf, args: &CmdArgs, ips: &[&IpConfig]) -> Result<(), CniError> {
         match self {
             Ipam::HostLocal(c) => {
+                validate_attachment(args)?;
                 let store = AllocStore::new(&c.data_dir, &conf.name);
                 let l = store
                     .lock()
@@ -153,20 +196,47 @@ impl Ipam {
     }
 }
 
+/// What one ADD's IPAM step reserved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// host-local: the addresses this ADD reserved (none when the
+    /// attachment already held them: an ADD retried).
+    HostLocal(Vec<IpAddr>),
+    /// A delegated plugin, whose DEL undoes its ADD.
+    Delegated,
+}
+
+/// The id and interface name name files in the store: held to the spec's
+/// rules whoever calls (the plugin's environment checks them too).
+fn validate_attachment(args: &CmdArgs) -> Result<(), CniError> {
+    validate::container_id(&args.container_id)?;
+    validate::ifname(&args.ifname)
+}
+
 /// host-local ADD: one address per range set, returning an existing
-/// allocation when the attachment already has one (ADD retried).
+/// allocation when the attachment already has one (ADD retried), and the
+/// addresses this call newly reserved.
 pub fn host_local_add(
     c: &HostLocalConfig,
     network: &str,
     id: &str,
     ifname: &str,
-) -> Result<CniResult, CniError> {
+) -> Result<(CniResult, Vec<IpAddr>), CniError> {
+    validate::network_name(network)?;
+    validate::container_id(id)?;
+    validate::ifname(ifname)?;
     let store = AllocStore::new(&c.data_dir, network);
     let ioe = |e: super::store::StoreError| CniError::new(ErrorCode::IoFailure, e.to_string());
     let l = store.lock().map_err(ioe)?;
     let held = l.find(id, ifname).map_err(ioe)?;
     let mut ips = Vec::new();
     let mut new = Vec::new();
+    // Undo this ADD's reservations of earlier sets.
+    let give_back = |new: &[IpAddr]| {
+        if let Err(e) = l.release_owned(new, id, ifname) {
+            tracing::warn!(error = %e, "ipam: give back a failed ADD's addresses");
+        }
+    };
     for (si, set) in c.range_sets.iter().enumerate() {
         let existing = held
             .iter()
@@ -176,17 +246,27 @@ pub fn host_local_add(
             None => {
                 let Some((ip, range)) = set.next_free(l.last_reserved(si), |x| l.is_reserved(x))
                 else {
-                    // Undo this ADD's reservations of earlier sets.
-                    for ip in &new {
-                        let _ = std::fs::remove_file(store.dir().join(format!("{ip}")));
-                    }
+                    give_back(&new);
                     return Err(CniError::new(
                         ErrorCode::NoAddressAvailable,
                         format!("ipam: no free address in range set {si} of network {network}"),
                     ));
                 };
-                l.reserve(ip, id, ifname, si).map_err(ioe)?;
-                new.push(ip);
+                match l.reserve(ip, id, ifname, si) {
+                    Ok(true) => new.push(ip),
+                    Ok(false) => {
+                        give_back(&new);
+                        return Err(CniError::internal(format!(
+                            "ipam: {ip} was taken while the store was locked"
+                        )));
+                    }
+                    Err(e) => {
+                        // A half-written file of this call is ours too.
+                        new.push(ip);
+                        give_back(&new);
+                        return Err(ioe(e));
+                    }
+                }
                 (ip, range)
             }
         };
@@ -199,12 +279,13 @@ pub fn host_local_add(
         });
     }
     ips.sort_by_key(|i| (i.address.is_ipv6(), to_u128(i.address.ip())));
-    Ok(CniResult {
+    let result = CniResult {
         cni_version: String::new(),
         ips,
         routes: c.routes.clone(),
         ..Default::default()
-    })
+    };
+    Ok((result, new))
 }
 
 #[cfg(test)]
@@ -218,12 +299,14 @@ mod tests {
         let c = HostLocalConfig::parse(&json!({"type":"host-local","subnet":"10.5.0.0/24",
             "dataDir": d.path(), "routes":[{"dst":"0.0.0.0/0"}]}))
         .unwrap();
-        let a = host_local_add(&c, "n", "c1", "eth0").unwrap();
-        let again = host_local_add(&c, "n", "c1", "eth0").unwrap();
+        let (a, new) = host_local_add(&c, "n", "c1", "eth0").unwrap();
+        assert_eq!(new, vec![a.ips[0].address.ip()]);
+        let (again, new) = host_local_add(&c, "n", "c1", "eth0").unwrap();
         assert_eq!(a.ips, again.ips);
+        assert!(new.is_empty(), "a retried ADD reserved {new:?}");
         assert_eq!(a.ips[0].address.to_string(), "10.5.0.2/24");
         assert_eq!(a.ips[0].gateway.unwrap().to_string(), "10.5.0.1");
-        let b = host_local_add(&c, "n", "c2", "eth0").unwrap();
+        let (b, _) = host_local_add(&c, "n", "c2", "eth0").unwrap();
         assert_eq!(b.ips[0].address.to_string(), "10.5.0.3/24");
         assert_eq!(b.routes.len(), 1);
     }
@@ -240,5 +323,21 @@ mod tests {
         assert_eq!(e.code, ErrorCode::NoAddressAvailable as u32);
         let store = AllocStore::new(d.path(), "n");
         assert_eq!(store.lock().unwrap().list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn refuses_names_that_leave_the_store() {
+        let d = tempfile::tempdir().unwrap();
+        let c = HostLocalConfig::parse(&json!({"type":"host-local","subnet":"10.8.0.0/24",
+            "dataDir": d.path().join("ipam")}))
+        .unwrap();
+        let e = host_local_add(&c, "n", "../../x/y", "eth0").unwrap_err();
+        assert_eq!(e.code, 4);
+        let e = host_local_add(&c, "../n", "c1", "eth0").unwrap_err();
+        assert_eq!(e.code, 7);
+        let e = host_local_add(&c, "n", "c1", "../e").unwrap_err();
+        assert_eq!(e.code, 4);
+        // Not even the store's directory was made.
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
 }

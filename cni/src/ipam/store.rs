@@ -14,19 +14,19 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A file operation failed.
-    #[error("IPAM store {path}: {source}")]
+    #[error("IPAM store {path}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+    move |cause| StoreError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -181,6 +181,20 @@ impl Locked<'_> {
         Ok(ips)
     }
 
+    /// Free those of `ips` that (`id`, `ifname`) still holds: a failed ADD
+    /// gives back what it reserved and never another attachment's address.
+    pub fn release_owned(&self, ips: &[IpAddr], id: &str, ifname: &str) -> Result<(), StoreError> {
+        let owned = self.find(id, ifname)?;
+        for ip in ips.iter().filter(|ip| owned.contains(ip)) {
+            let p = self.ip_path(*ip);
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&p)(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Free every allocation whose owner is not in `valid`; returns them.
     pub fn release_all_except(
         &self,
@@ -224,6 +238,19 @@ mod tests {
         assert_eq!(l.release("c1", "eth0").unwrap(), vec![ip]);
         assert!(l.release("c1", "eth0").unwrap().is_empty());
         assert!(!l.is_reserved(ip));
+    }
+
+    #[test]
+    fn release_owned_spares_other_owners() {
+        let d = tempfile::tempdir().unwrap();
+        let s = AllocStore::new(d.path(), "net");
+        let l = s.lock().unwrap();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap());
+        l.reserve(a, "other", "eth0", 0).unwrap();
+        l.reserve(b, "me", "eth0", 0).unwrap();
+        l.release_owned(&[a, b], "me", "eth0").unwrap();
+        assert!(l.is_reserved(a), "another attachment's address was freed");
+        assert!(!l.is_reserved(b));
     }
 
     #[test]

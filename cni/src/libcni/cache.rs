@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::types::validate;
+
 /// One cached attachment (libcni's `cniCacheV1` document; `config` is kept
 /// as JSON rather than base64 bytes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,22 +52,40 @@ impl ResultCache {
         ResultCache { dir }
     }
 
-    fn path(&self, network: &str, container_id: &str, ifname: &str) -> PathBuf {
-        self.dir
+    /// The entry's file; names that could leave `results/` are refused
+    /// (callers validate them first; this is the last line).
+    fn path(&self, network: &str, container_id: &str, ifname: &str) -> std::io::Result<PathBuf> {
+        let bad = validate::network_name(network)
+            .and_then(|_| validate::container_id(container_id))
+            .and_then(|_| validate::ifname(ifname));
+        if let Err(e) = bad {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} ({})", e.msg, e.details),
+            ));
+        }
+        Ok(self
+            .dir
             .join("results")
-            .join(format!("{network}-{container_id}-{ifname}"))
+            .join(format!("{network}-{container_id}-{ifname}")))
     }
 
-    /// Store an attachment atomically (temp file + rename).
+    /// Store an attachment atomically (temp file + rename); on failure no
+    /// temp file is left.
     pub fn put(&self, entry: &CachedAttachment) -> std::io::Result<()> {
-        let path = self.path(&entry.network_name, &entry.container_id, &entry.if_name);
+        let path = self.path(&entry.network_name, &entry.container_id, &entry.if_name)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile_in(dir)?;
-        tmp.1
-            .write_all(&serde_json::to_vec(entry).map_err(std::io::Error::other)?)?;
-        tmp.1.sync_all()?;
-        std::fs::rename(&tmp.0, &path)
+        let (tmp, mut f) = tempfile_in(dir)?;
+        let written = serde_json::to_vec(entry)
+            .map_err(std::io::Error::other)
+            .and_then(|b| f.write_all(&b))
+            .and_then(|_| f.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 
     /// The cached attachment, if any.
@@ -75,7 +95,7 @@ impl ResultCache {
         container_id: &str,
         ifname: &str,
     ) -> std::io::Result<Option<CachedAttachment>> {
-        match std::fs::read(self.path(network, container_id, ifname)) {
+        match std::fs::read(self.path(network, container_id, ifname)?) {
             Ok(b) => serde_json::from_slice(&b)
                 .map(Some)
                 .map_err(std::io::Error::other),
@@ -86,7 +106,7 @@ impl ResultCache {
 
     /// Forget an attachment (no error when absent).
     pub fn remove(&self, network: &str, container_id: &str, ifname: &str) -> std::io::Result<()> {
-        match std::fs::remove_file(self.path(network, container_id, ifname)) {
+        match std::fs::remove_file(self.path(network, container_id, ifname)?) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -163,5 +183,55 @@ mod tests {
         c.remove("n", "c1", "eth0").unwrap();
         c.remove("n", "c1", "eth0").unwrap();
         assert!(c.get("n", "c1", "eth0").unwrap().is_none());
+    }
+
+    fn entry(id: &str) -> CachedAttachment {
+        CachedAttachment {
+            kind: "cniCacheV1".into(),
+            container_id: id.into(),
+            if_name: "eth0".into(),
+            network_name: "n".into(),
+            netns: String::new(),
+            cni_args: vec![],
+            capability_args: Map::new(),
+            config: Value::Null,
+            result: Value::Null,
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            out.push(e.path());
+            if e.path().is_dir() {
+                out.extend(files(&e.path()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn traversal_keys_are_refused_and_write_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let c = ResultCache::new(d.path().join("cache"));
+        let e = c.put(&entry("../../x/y")).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(c.get("n", "../../x/y", "eth0").is_err());
+        assert!(c.remove("n", "../../x/y", "eth0").is_err());
+        assert!(files(d.path()).is_empty(), "{:?}", files(d.path()));
+    }
+
+    #[test]
+    fn failed_put_leaves_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let c = ResultCache::new(d.path().to_path_buf());
+        // A directory where the entry should go: the rename fails.
+        std::fs::create_dir_all(d.path().join("results/n-c1-eth0/x")).unwrap();
+        c.put(&entry("c1")).unwrap_err();
+        let tmp: Vec<_> = files(d.path())
+            .into_iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".tmp"))
+            .collect();
+        assert!(tmp.is_empty(), "temp files left: {tmp:?}");
     }
 }

@@ -10,20 +10,20 @@ use crate::types::CniVersion;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfListError {
     /// Reading the file or directory failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The JSON is malformed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Json {
         /// Which config.
         what: String,
         /// The decoding error.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// The JSON is well-formed but a field is wrong.
     #[error("{what}: {field}: {reason}")]
@@ -57,9 +57,9 @@ pub struct NetworkConfigList {
 impl NetworkConfigList {
     /// Parse a `.conflist` document.
     pub fn from_bytes(what: &str, bytes: &[u8]) -> Result<Self, ConfListError> {
-        let raw: Value = serde_json::from_slice(bytes).map_err(|source| ConfListError::Json {
+        let raw: Value = serde_json::from_slice(bytes).map_err(|cause| ConfListError::Json {
             what: what.to_string(),
-            source,
+            cause,
         })?;
         let invalid = |field: &str, reason: &str| ConfListError::Invalid {
             what: what.to_string(),
@@ -109,9 +109,9 @@ impl NetworkConfigList {
 
     /// Wrap a single-plugin `.conf` document as a list of one.
     pub fn from_single_conf(what: &str, bytes: &[u8]) -> Result<Self, ConfListError> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|source| ConfListError::Json {
+        let v: Value = serde_json::from_slice(bytes).map_err(|cause| ConfListError::Json {
             what: what.to_string(),
-            source,
+            cause,
         })?;
         let obj = v.as_object().cloned().unwrap_or_default();
         let mut list = Map::new();
@@ -121,18 +121,18 @@ impl NetworkConfigList {
             }
         }
         list.insert("plugins".into(), Value::Array(vec![v]));
-        let bytes = serde_json::to_vec(&list).map_err(|source| ConfListError::Json {
+        let bytes = serde_json::to_vec(&list).map_err(|cause| ConfListError::Json {
             what: what.to_string(),
-            source,
+            cause,
         })?;
         Self::from_bytes(what, &bytes)
     }
 
     /// Load a `.conflist`, `.conf` or `.json` file.
     pub fn from_file(path: &Path) -> Result<Self, ConfListError> {
-        let bytes = std::fs::read(path).map_err(|source| ConfListError::Io {
+        let bytes = std::fs::read(path).map_err(|cause| ConfListError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let what = path.display().to_string();
         if path.extension().is_some_and(|e| e == "conflist") {
@@ -145,9 +145,9 @@ impl NetworkConfigList {
     /// Load every config in `dir`, sorted by file name (libcni's order: the
     /// first one is the default network).
     pub fn load_dir(dir: &Path) -> Result<Vec<Self>, ConfListError> {
-        let io = |source| ConfListError::Io {
+        let io = |cause| ConfListError::Io {
             path: dir.to_path_buf(),
-            source,
+            cause,
         };
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io)?

@@ -18,12 +18,12 @@ pub enum ExecError {
         dirs: Vec<PathBuf>,
     },
     /// The binary could not be started or talked to.
-    #[error("plugin {plugin}: {source}")]
+    #[error("plugin {plugin}: {cause}")]
     Spawn {
         /// The plugin type.
         plugin: String,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The plugin reported an error document.
     #[error("plugin {plugin} {command}: {error}")]
@@ -48,14 +48,14 @@ pub enum ExecError {
         stderr: String,
     },
     /// The plugin succeeded but printed something that is not JSON.
-    #[error("plugin {plugin} {command}: bad output: {source}")]
+    #[error("plugin {plugin} {command}: bad output: {cause}")]
     BadOutput {
         /// The plugin type.
         plugin: String,
         /// The CNI command.
         command: String,
         /// The decoding error.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
@@ -130,9 +130,9 @@ impl PluginExec {
         stdin: &[u8],
     ) -> Result<Vec<u8>, ExecError> {
         let path = self.find(plugin)?;
-        let spawn_err = |source| ExecError::Spawn {
+        let spawn_err = |cause| ExecError::Spawn {
             plugin: plugin.to_string(),
-            source,
+            cause,
         };
         let mut cmd = Command::new(&path);
         cmd.env("CNI_COMMAND", args.command)
@@ -185,10 +185,10 @@ impl PluginExec {
         stdin: &[u8],
     ) -> Result<T, ExecError> {
         let out = self.run(plugin, args, stdin)?;
-        serde_json::from_slice(&out).map_err(|source| ExecError::BadOutput {
+        serde_json::from_slice(&out).map_err(|cause| ExecError::BadOutput {
             plugin: plugin.to_string(),
             command: args.command.to_string(),
-            source,
+            cause,
         })
     }
 }

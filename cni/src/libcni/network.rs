@@ -9,31 +9,39 @@ use serde_json::{Map, Value};
 use super::cache::{CachedAttachment, ResultCache};
 use super::conflist::{ConfListError, NetworkConfigList};
 use super::exec::{ExecError, InvokeArgs, PluginExec};
-use crate::types::{CniResult, CniVersion};
+use crate::types::{CniError, CniResult, CniVersion, validate};
 
 /// Errors of network operations.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     /// Running a plugin failed.
-    #[error("network {network}: {source}")]
+    #[error("network {network}: {cause}")]
     Exec {
         /// The network.
         network: String,
         /// What went wrong.
-        #[source]
-        source: ExecError,
+        cause: ExecError,
     },
     /// The result cache could not be read or written.
-    #[error("network {network}: result cache: {source}")]
+    #[error("network {network}: result cache: {cause}")]
     Cache {
         /// The network.
         network: String,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A config could not be loaded.
     #[error(transparent)]
     Config(#[from] ConfListError),
+    /// The container id, interface name or network name breaks the spec's
+    /// rules: refused before any plugin runs (the error carries the code).
+    #[error("network {network}: {error}")]
+    Invalid {
+        /// The network.
+        network: String,
+        /// What is wrong, with the spec's code.
+        error: CniError,
+    },
     /// The operation needs something the network or caller did not give.
     #[error("network {network}: {reason}")]
     Unsupported {
@@ -46,9 +54,10 @@ pub enum NetworkError {
 
 impl NetworkError {
     /// The plugin's CNI error document, when the failure was one.
-    pub fn cni_error(&self) -> Option<&crate::types::CniError> {
+    pub fn cni_error(&self) -> Option<&CniError> {
         match self {
-            NetworkError::Exec { source, .. } => source.cni_error(),
+            NetworkError::Exec { cause, .. } => cause.cni_error(),
+            NetworkError::Invalid { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -176,17 +185,17 @@ impl Network {
         &self.list
     }
 
-    fn exec_err(&self, source: ExecError) -> NetworkError {
+    fn exec_err(&self, cause: ExecError) -> NetworkError {
         NetworkError::Exec {
             network: self.list.name.clone(),
-            source,
+            cause,
         }
     }
 
-    fn cache_err(&self, source: std::io::Error) -> NetworkError {
+    fn cache_err(&self, cause: std::io::Error) -> NetworkError {
         NetworkError::Cache {
             network: self.list.name.clone(),
-            source,
+            cause,
         }
     }
 
@@ -236,10 +245,53 @@ impl Network {
         p.get("type").and_then(Value::as_str).unwrap_or_default()
     }
 
+    /// libcni's checks of an attachment: they name the result cache's file
+    /// and reach every plugin, so nothing runs or is written without them.
+    fn validate(&self, rt: &RuntimeConf) -> Result<(), NetworkError> {
+        validate::container_id(&rt.container_id)
+            .and_then(|_| validate::network_name(&self.list.name))
+            .and_then(|_| validate::ifname(&rt.ifname))
+            .map_err(|error| NetworkError::Invalid {
+                network: self.list.name.clone(),
+                error,
+            })
+    }
+
+    /// DEL of `plugins` in reverse order with `prev` as prevResult. It stops
+    /// at the first failure (as libcni's DEL does) unless `best_effort`,
+    /// where every plugin is asked and the first failure is returned.
+    fn del_plugins(
+        &self,
+        plugins: &[Map<String, Value>],
+        rt: &RuntimeConf,
+        prev: Option<&Value>,
+        best_effort: bool,
+    ) -> Result<(), ExecError> {
+        let mut first = None;
+        for plugin in plugins.iter().rev() {
+            let stdin = self.plugin_config(plugin, prev, Some(rt), &[]);
+            if let Err(e) =
+                self.cfg
+                    .exec
+                    .run(Self::plugin_type(plugin), &self.args("DEL", rt), &stdin)
+            {
+                if !best_effort {
+                    return Err(e);
+                }
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     /// ADD: run the chain, each plugin getting the previous result; cache
     /// and return the final result. When a plugin fails, the plugins that
     /// already ran are told to DEL so nothing is left behind.
+    /// The container id, interface and network name are checked first
+    /// (code 4 / 7, nothing run); a result that cannot be cached is undone
+    /// with a DEL, since CHECK and DEL could not find it later.
     pub fn add(&self, rt: &RuntimeConf) -> Result<CniResult, NetworkError> {
+        self.validate(rt)?;
         let mut prev: Option<Value> = None;
         for (i, plugin) in self.list.plugins.iter().enumerate() {
             let stdin = self.plugin_config(plugin, prev.as_ref(), Some(rt), &[]);
@@ -250,43 +302,46 @@ impl Network {
             ) {
                 Ok(r) => prev = Some(r),
                 Err(e) => {
-                    for done in self.list.plugins[..i].iter().rev() {
-                        let stdin = self.plugin_config(done, prev.as_ref(), Some(rt), &[]);
-                        if let Err(de) = self.cfg.exec.run(
-                            Self::plugin_type(done),
-                            &self.args("DEL", rt),
-                            &stdin,
-                        ) {
-                            tracing::warn!(network = %self.list.name, error = %de, "cleanup DEL after failed ADD");
-                        }
-                    }
+                    self.undo(&self.list.plugins[..i], rt, prev.as_ref());
                     return Err(self.exec_err(e));
                 }
             }
         }
         let result_json = prev.unwrap_or(Value::Null);
-        let result: CniResult = serde_json::from_value(result_json.clone()).map_err(|source| {
-            self.exec_err(ExecError::BadOutput {
-                plugin: "chain".into(),
-                command: "ADD".into(),
-                source,
-            })
-        })?;
-        self.cfg
-            .cache
-            .put(&CachedAttachment {
-                kind: "cniCacheV1".into(),
-                container_id: rt.container_id.clone(),
-                if_name: rt.ifname.clone(),
-                network_name: self.list.name.clone(),
-                netns: rt.netns.clone(),
-                cni_args: rt.args.clone(),
-                capability_args: rt.capability_args.clone(),
-                config: self.list.raw.clone(),
-                result: result_json,
-            })
-            .map_err(|e| self.cache_err(e))?;
+        let result: CniResult = match serde_json::from_value(result_json.clone()) {
+            Ok(r) => r,
+            Err(cause) => {
+                self.undo(&self.list.plugins, rt, Some(&result_json));
+                return Err(self.exec_err(ExecError::BadOutput {
+                    plugin: "chain".into(),
+                    command: "ADD".into(),
+                    cause,
+                }));
+            }
+        };
+        let cached = self.cfg.cache.put(&CachedAttachment {
+            kind: "cniCacheV1".into(),
+            container_id: rt.container_id.clone(),
+            if_name: rt.ifname.clone(),
+            network_name: self.list.name.clone(),
+            netns: rt.netns.clone(),
+            cni_args: rt.args.clone(),
+            capability_args: rt.capability_args.clone(),
+            config: self.list.raw.clone(),
+            result: result_json.clone(),
+        });
+        if let Err(e) = cached {
+            self.undo(&self.list.plugins, rt, Some(&result_json));
+            return Err(self.cache_err(e));
+        }
         Ok(result)
+    }
+
+    /// DEL the plugins of a failed ADD that had succeeded.
+    fn undo(&self, done: &[Map<String, Value>], rt: &RuntimeConf, prev: Option<&Value>) {
+        if let Err(e) = self.del_plugins(done, rt, prev, true) {
+            tracing::warn!(network = %self.list.name, error = %e, "cleanup DEL after failed ADD");
+        }
     }
 
     /// The cached ADD result of an attachment.
@@ -305,6 +360,7 @@ impl Network {
     /// CHECK: every plugin verifies the attachment against the cached
     /// result, with the cached runtime config unless `rt` gives its own.
     pub fn check(&self, rt: &RuntimeConf) -> Result<(), NetworkError> {
+        self.validate(rt)?;
         if self.list.disable_check {
             return Ok(());
         }
@@ -335,6 +391,7 @@ impl Network {
     /// and the cached runtime config unless `rt` gives its own; then the
     /// cache entry is removed. Idempotent.
     pub fn del(&self, rt: &RuntimeConf) -> Result<(), NetworkError> {
+        self.validate(rt)?;
         let cached = self
             .cfg
             .cache
@@ -343,17 +400,8 @@ impl Network {
         // The ports to unmap are the ones given at ADD.
         let rt_eff = rt.or_cached(cached.as_ref());
         let prev = cached.as_ref().map(|c| &c.result);
-        for plugin in self.list.plugins.iter().rev() {
-            let stdin = self.plugin_config(plugin, prev, Some(&rt_eff), &[]);
-            self.cfg
-                .exec
-                .run(
-                    Self::plugin_type(plugin),
-                    &self.args("DEL", &rt_eff),
-                    &stdin,
-                )
-                .map_err(|e| self.exec_err(e))?;
-        }
+        self.del_plugins(&self.list.plugins, &rt_eff, prev, false)
+            .map_err(|e| self.exec_err(e))?;
         self.cfg
             .cache
             .remove(&self.list.name, &rt.container_id, &rt.ifname)

@@ -17,17 +17,17 @@ use super::ns::{NetNs, NsError};
 pub enum NetlinkError {
     /// Opening the socket failed.
     #[error("netlink socket: {0}")]
-    Socket(#[from] std::io::Error),
+    Socket(std::io::Error),
     /// Entering the namespace failed.
     #[error(transparent)]
     Ns(#[from] NsError),
     /// The kernel refused a request.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Request {
         /// What was asked.
         what: String,
         /// The kernel's answer.
-        source: rtnetlink::Error,
+        cause: rtnetlink::Error,
     },
     /// A link that should exist does not.
     #[error("link {0}: not found")]
@@ -42,12 +42,19 @@ pub enum NetlinkError {
     },
 }
 
+// Not `#[from]`: that would also make the I/O error the source, printed twice.
+impl From<std::io::Error> for NetlinkError {
+    fn from(e: std::io::Error) -> Self {
+        NetlinkError::Socket(e)
+    }
+}
+
 impl NetlinkError {
     /// The errno of a refused request.
     pub fn errno(&self) -> Option<i32> {
         match self {
             NetlinkError::Request {
-                source: rtnetlink::Error::NetlinkError(m),
+                cause: rtnetlink::Error::NetlinkError(m),
                 ..
             } => Some(-m.raw_code()),
             _ => None,
@@ -70,6 +77,8 @@ pub struct LinkInfo {
     pub kind: Option<String>,
     /// Index of its bridge, if enslaved.
     pub master: Option<u32>,
+    /// IFLA_LINK: for a veth, its peer's index (in the peer's namespace).
+    pub link: Option<u32>,
 }
 
 impl LinkInfo {
@@ -81,6 +90,7 @@ impl LinkInfo {
             mtu: 0,
             kind: None,
             master: None,
+            link: None,
         };
         for a in &m.attributes {
             match a {
@@ -94,6 +104,7 @@ impl LinkInfo {
                 }
                 LinkAttribute::Mtu(m) => li.mtu = *m,
                 LinkAttribute::Controller(c) => li.master = Some(*c),
+                LinkAttribute::Link(l) => li.link = Some(*l),
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         if let NlLinkInfo::Kind(k) = i {
@@ -117,9 +128,9 @@ fn req<T>(
     what: impl FnOnce() -> String,
     r: Result<T, rtnetlink::Error>,
 ) -> Result<T, NetlinkError> {
-    r.map_err(|source| NetlinkError::Request {
+    r.map_err(|cause| NetlinkError::Request {
         what: what(),
-        source,
+        cause,
     })
 }
 
@@ -155,9 +166,23 @@ impl Netlink {
             Ok(Some(m)) => Ok(Some(LinkInfo::from_msg(&m))),
             Ok(None) => Ok(None),
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-            Err(source) => Err(NetlinkError::Request {
+            Err(cause) => Err(NetlinkError::Request {
                 what: format!("get link {name}"),
-                source,
+                cause,
+            }),
+        }
+    }
+
+    /// The link with index `index`, if it exists.
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<LinkInfo>, NetlinkError> {
+        let mut s = self.handle.link().get().match_index(index).execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(Some(LinkInfo::from_msg(&m))),
+            Ok(None) => Ok(None),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(cause) => Err(NetlinkError::Request {
+                what: format!("get link {index}"),
+                cause,
             }),
         }
     }
@@ -180,10 +205,10 @@ impl Netlink {
                 Ok(()) => {}
                 // A concurrent ADD created it first.
                 Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
-                Err(source) => {
+                Err(cause) => {
                     return Err(NetlinkError::Request {
                         what: format!("create bridge {name}"),
-                        source,
+                        cause,
                     });
                 }
             }

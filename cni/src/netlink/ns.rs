@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum NsError {
     /// Opening the namespace file failed.
-    #[error("netns {path}: {source}")]
+    #[error("netns {path}: {cause}")]
     Open {
         /// The path.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The path is not a network namespace.
     #[error("netns {path}: not a network namespace")]
@@ -23,12 +23,12 @@ pub enum NsError {
         path: PathBuf,
     },
     /// setns(2) failed.
-    #[error("netns {path}: setns: {source}")]
+    #[error("netns {path}: setns: {cause}")]
     Setns {
         /// The path.
         path: PathBuf,
         /// The errno.
-        source: nix::Error,
+        cause: nix::Error,
     },
 }
 
@@ -44,13 +44,13 @@ const NSFS_MAGIC: i64 = 0x6e73_6673;
 impl NetNs {
     /// Open the namespace at `path`, checking that it is an nsfs file.
     pub fn open(path: &Path) -> Result<NetNs, NsError> {
-        let file = File::open(path).map_err(|source| NsError::Open {
+        let file = File::open(path).map_err(|cause| NsError::Open {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let st = nix::sys::statfs::fstatfs(&file).map_err(|e| NsError::Open {
             path: path.to_path_buf(),
-            source: e.into(),
+            cause: e.into(),
         })?;
         // /proc/<pid>/ns/net is nsfs too; a bind mount of it keeps the magic.
         #[allow(clippy::unnecessary_cast)]
@@ -91,9 +91,9 @@ impl NetNs {
         std::thread::scope(|s| {
             s.spawn(|| {
                 nix::sched::setns(self.file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|source| NsError::Setns {
+                    .map_err(|cause| NsError::Setns {
                         path: self.path.clone(),
-                        source,
+                        cause,
                     })?;
                 Ok(f())
             })

@@ -4,7 +4,9 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use crate::types::{CniError, CniResult, CniVersion, ErrorCode, NetConf, SUPPORTED_VERSIONS};
+use crate::types::{
+    CniError, CniResult, CniVersion, ErrorCode, NetConf, SUPPORTED_VERSIONS, validate,
+};
 
 /// The verbs of the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +78,14 @@ impl CmdArgs {
             "CNI_NETNS",
             matches!(command, Command::Add | Command::Check),
         )?;
-        if per_container
-            && (ifname.len() > 15 || ifname.contains('/') || ifname == "." || ifname == "..")
-        {
-            return Err(env_err(format!(
-                "CNI_IFNAME: {ifname:?} is not a valid interface name"
-            )));
+        if per_container {
+            // The id and name end up in file names, link names and rule
+            // comments: held to libcni's rules before anything is touched.
+            validate::container_id(&container_id)?;
+            validate::ifname(&ifname).map_err(|e| CniError {
+                msg: format!("CNI_IFNAME: {}", e.msg),
+                ..e
+            })?;
         }
         let mut args = Vec::new();
         for kv in get("CNI_ARGS")
@@ -278,5 +282,36 @@ mod tests {
         assert!(e.msg.contains("CNI_IFNAME"));
         let e = CmdArgs::from_env_with(env(&[("CNI_COMMAND", "NOPE")]), vec![]).unwrap_err();
         assert_eq!(e.code, 4);
+        let e = CmdArgs::from_env_with(
+            env(&[
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "c"),
+                ("CNI_IFNAME", "eth0:1"),
+                ("CNI_NETNS", "/x"),
+            ]),
+            vec![],
+        )
+        .unwrap_err();
+        assert_eq!(e.code, 4);
+        assert!(e.msg.contains("CNI_IFNAME"), "{}", e.msg);
+    }
+
+    #[test]
+    fn rejects_a_traversal_container_id_for_every_per_container_verb() {
+        for cmd in ["ADD", "DEL", "CHECK"] {
+            let e = CmdArgs::from_env_with(
+                env(&[
+                    ("CNI_COMMAND", cmd),
+                    ("CNI_CONTAINERID", "../../x/y"),
+                    ("CNI_IFNAME", "eth0"),
+                    ("CNI_NETNS", "/x"),
+                ]),
+                vec![],
+            )
+            .unwrap_err();
+            assert_eq!(e.code, 4, "{cmd}");
+            assert_eq!(e.msg, "invalid characters in containerID");
+            assert_eq!(e.details, "../../x/y");
+        }
     }
 }

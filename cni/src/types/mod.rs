@@ -4,6 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod result;
+pub mod validate;
 pub mod version;
 
 pub use config::{NetConf, PortMapping};

@@ -43,6 +43,8 @@ pub struct Args {
     pub no_pivot: bool,
     /// Pass this many extra fds (3, 4, ...) to the container.
     pub preserve_fds: u32,
+    /// Those of them the caller really passed (recorded at start).
+    pub passed_fds: Vec<std::os::fd::RawFd>,
     /// The container id.
     pub id: String,
 }
@@ -56,6 +58,7 @@ impl Args {
             console_socket: m.path("console-socket"),
             no_pivot: m.on("no-pivot"),
             preserve_fds: m.num("preserve-fds")?.unwrap_or(0),
+            passed_fds: Vec::new(),
             id: m.arg(0),
         })
     }
@@ -67,7 +70,7 @@ impl Args {
             pid_file: self.pid_file.clone(),
             console_socket: self.console_socket.clone(),
             no_pivot: self.no_pivot,
-            preserve_fds: self.preserve_fds,
+            preserve_fds: self.passed_fds.clone(),
             foreground_tty: false,
         }
     }

@@ -73,6 +73,8 @@ pub struct Args {
     pub cap: Vec<String>,
     /// Pass this many extra fds to the process.
     pub preserve_fds: u32,
+    /// Those of them the caller really passed (recorded at start).
+    pub passed_fds: Vec<std::os::fd::RawFd>,
     /// The container id.
     pub id: String,
     /// The command and its arguments.
@@ -99,6 +101,7 @@ impl Args {
             no_new_privs: m.on("no-new-privs"),
             cap: all("cap"),
             preserve_fds: m.num("preserve-fds")?.unwrap_or(0),
+            passed_fds: Vec::new(),
             id: m.arg(0),
             command: m.pos.get(1..).unwrap_or_default().to_vec(),
         })
@@ -137,7 +140,7 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         detach: a.detach,
         pid_file: a.pid_file,
         console_socket: a.console_socket,
-        preserve_fds: a.preserve_fds,
+        preserve_fds: a.passed_fds,
     };
     container::exec(store, &o).with_context(|| format!("container {}", a.id))
 }

@@ -1,7 +1,10 @@
 //! `husk list`: a table like runc's, or `--format json`.
 
 use super::args::{Flag, Matches, switch, value};
-use crate::state::{Store, live_status};
+use crate::state::{State, Status, Store, live_status};
+
+/// The status of a container whose state cannot be read.
+const UNKNOWN: &str = "unknown";
 
 /// `husk list`'s flags.
 pub const FLAGS: &[Flag] = &[
@@ -27,29 +30,61 @@ impl Args {
     }
 }
 
+/// One row: a container's state, or only its id when its state.json
+/// cannot be read (a create killed half-way, a corrupt file), listed with
+/// the status `unknown` as runc does, so that it can be found and deleted.
+struct Row {
+    id: String,
+    state: Option<(State, Status)>,
+}
+
 pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     let mut rows = Vec::new();
     for id in store.ids()? {
-        let Ok(state) = store.peek(&id) else { continue };
-        let status = live_status(&store.root().join(&id), &state);
-        rows.push((state, status));
+        let dir = store.root().join(&id);
+        let state = match store.peek(&id) {
+            Ok(s) => {
+                let status = live_status(&dir, &s);
+                Some((s, status))
+            }
+            // Removed meanwhile by a concurrent delete.
+            Err(_) if !dir.exists() => continue,
+            Err(_) => None,
+        };
+        rows.push(Row { id, state });
     }
     if a.quiet {
-        for (s, _) in &rows {
-            println!("{}", s.id);
+        for r in &rows {
+            println!("{}", r.id);
         }
         return Ok(0);
     }
     match a.format.as_str() {
         "json" => {
-            let v: Vec<_> = rows.iter().map(|(s, st)| s.oci(*st)).collect();
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| match &r.state {
+                    Some((s, st)) => serde_json::to_value(s.oci(*st)),
+                    None => Ok(serde_json::json!({"id": r.id, "pid": 0, "status": UNKNOWN})),
+                })
+                .collect::<Result<_, _>>()?;
             println!("{}", serde_json::to_string(&v)?);
         }
         "table" => {
             let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"];
             let table: Vec<[String; 6]> = rows
                 .iter()
-                .map(|(s, st)| {
+                .map(|r| {
+                    let Some((s, st)) = &r.state else {
+                        return [
+                            r.id.clone(),
+                            "0".into(),
+                            UNKNOWN.into(),
+                            String::new(),
+                            String::new(),
+                            String::new(),
+                        ];
+                    };
                     let o = s.oci(*st);
                     [
                         s.id.clone(),

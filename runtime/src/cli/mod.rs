@@ -182,6 +182,37 @@ enum Command {
     Events(events::Args),
 }
 
+impl Command {
+    /// Whether the command clones processes into a container (which then
+    /// run husk's image until they exec).
+    fn clones_into_container(&self) -> bool {
+        matches!(
+            self,
+            Command::Create(_) | Command::Run(_) | Command::Exec(_)
+        )
+    }
+
+    /// Fill in the fds the caller passed among those `--preserve-fds` names.
+    fn record_passed_fds(&mut self) {
+        let args = match self {
+            Command::Create(a) => a,
+            Command::Run(a) => &mut a.create,
+            Command::Exec(a) => {
+                a.passed_fds = passed(a.preserve_fds);
+                return;
+            }
+            _ => return,
+        };
+        args.passed_fds = passed(args.preserve_fds);
+    }
+}
+
+/// The open fds among 3..3+n.
+fn passed(n: u32) -> Vec<std::os::fd::RawFd> {
+    let end = 3i32.saturating_add(n.min(i32::MAX as u32 - 3) as i32);
+    crate::sys::open_fds(3..end)
+}
+
 /// What to do: run a command, or print help or the version.
 enum Action {
     Run(Box<Cli>),
@@ -200,7 +231,7 @@ pub fn main() -> ! {
                 .map_err(|a| ("", UsageError(format!("argument {a:?} is not valid UTF-8"))))
         })
         .collect();
-    let cli = match argv.and_then(parse) {
+    let mut cli = match argv.and_then(parse) {
         Ok(Action::Run(cli)) => *cli,
         Ok(Action::Print(text)) => {
             print!("{text}");
@@ -212,6 +243,19 @@ pub fn main() -> ! {
             std::process::exit(1)
         }
     };
+    // Nothing of this process may be read or traced by a container's process
+    // (its memory, fds, exe), even where a husk process is in its reach.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if cli.command.clones_into_container() {
+        if let Err(e) = crate::trampoline::protect_runtime_exe() {
+            eprintln!("husk: run from a read-only view of the husk binary: {e}");
+            std::process::exit(1)
+        }
+    }
+    // Before husk opens anything: which of the fds --preserve-fds names the
+    // caller really passed.
+    cli.command.record_passed_fds();
     if let Err(e) = crate::logging::init(cli.log.as_deref(), cli.json, cli.debug) {
         eprintln!("husk: open log file: {e}");
     }

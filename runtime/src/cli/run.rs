@@ -93,6 +93,11 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
         Some(master) => crate::console::proxy_and_wait(master, state.pid, &set),
         None => container::signals::forward_and_wait(state.pid, &set),
     };
+    if code == 128 + libc::SIGSYS && spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
+        crate::logging::error(&format!(
+            "container {id}: init killed by seccomp (SIGSYS): a system call it made is one that linux.seccomp kills"
+        ));
+    }
     if !a.keep {
         // A concurrent `delete --force` may have removed it already.
         if let Ok(locked) = store.open(id) {

@@ -126,10 +126,17 @@ pub fn run(store: &Store, a: Args) -> anyhow::Result<i32> {
     {
         m.set_limit(stored.memory().as_ref().and_then(|s| s.limit()));
     }
+    let merged = merge(stored, &update);
+    // The managers apply exactly the device rules they are given (on v2 they
+    // replace the whole filter), so new rules go in as the container's whole
+    // device policy, deny-all first and runc's defaults last, as at create.
+    if update.devices().is_some() {
+        let policy = cgroups::devices::container_resources(Some(&merged));
+        to_set.set_devices(policy.devices().clone());
+    }
     let cg = cgroups::open(state.cgroups_path.as_deref(), &a.id).with_context(ctx)?;
     cg.validate(&to_set).with_context(ctx)?;
     cg.set(&to_set).with_context(ctx)?;
-    let merged = merge(stored, &update);
     save(&locked, &mut spec, merged).with_context(ctx)?;
     Ok(0)
 }

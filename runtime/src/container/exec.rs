@@ -1,7 +1,7 @@
 //! `exec`: run another process in a running container, joining every
 //! namespace of its init and its cgroup.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxNamespaceType, Process};
@@ -30,7 +30,9 @@ pub struct ExecOptions {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
-    pub preserve_fds: u32,
+    /// The fds from 3 on that the caller passed (`--preserve-fds`), as in
+    /// [`super::CreateOptions::preserve_fds`].
+    pub preserve_fds: Vec<RawFd>,
 }
 
 /// Build the exec'd process's spec.
@@ -130,8 +132,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
         ));
     }
     let plan = Plan::join_process(state.pid)?;
-    let cgroup =
-        seams::open_cgroup(state.cgroups_path.as_deref(), &o.id).map_err(ContainerError::Cgroup)?;
+    let cgroup = seams::open_cgroup(state.cgroups_path.as_deref(), &o.id)?;
     // In the foreground without a console socket, the master comes back over
     // a private socketpair and is copied to our stdio.
     let (console, tty_socket): (Option<OwnedFd>, Option<OwnedFd>) = match &o.console_socket {
@@ -143,7 +144,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
         None => (None, None),
     };
     let trampoline = crate::trampoline::create().map_err(sys("create exec trampoline"))?;
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let seccomp = seams::compile_seccomp(spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
     let in_userns = plan.joins(LinuxNamespaceType::User);
     let (parent, child) = channel::pair()?;
     let sigset = if o.detach {
@@ -152,16 +153,28 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
         Some(super::signals::block_forwarded())
     };
 
+    let runtime_pid = nix::unistd::getpid().as_raw();
+    let mut keep = vec![child.raw_fd(), trampoline.as_raw_fd()];
+    keep.extend(super::raw(console.as_ref()));
+    keep.extend(plan.join.iter().map(|j| j.fd.as_raw_fd()));
+    keep.extend_from_slice(&o.preserve_fds);
     let stage1 = crate::sys::clone_fork(0).map_err(sys("clone"))?;
     if stage1 == 0 {
         drop(parent);
-        child_preamble();
+        // The process about to join the container holds nothing of the
+        // runtime's but the channel, the trampoline and the console socket:
+        // not the state dir's locked fd, nor the state dir itself.
+        crate::sys::die_with_parent(runtime_pid);
+        if let Err(e) = crate::sys::close_fds_except(&keep) {
+            fail(&child, format_args!("close the runtime's fds: {e}"));
+        }
+        child_preamble(runtime_pid);
         if let Err(e) = plan.enter_joined(true) {
             fail(&child, e);
         }
         match crate::sys::clone_fork(libc::CLONE_PARENT as u64) {
             Ok(0) => {
-                child_preamble();
+                child_preamble(runtime_pid);
                 match child.recv::<ToChild>() {
                     Ok(ToChild::Go { .. }) => {}
                     Ok(other) => fail(&child, format!("unexpected message {other:?}")),
@@ -169,6 +182,12 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
                 }
                 if let Err(e) = plan.enter_cgroup() {
                     fail(&child, e);
+                }
+                for j in &plan.join {
+                    // Joined: the namespace fds are not the process's to keep.
+                    // SAFETY: closes our copy; the OwnedFd is never dropped
+                    // in this process, which execs or exits.
+                    unsafe { libc::close(j.fd.as_raw_fd()) };
                 }
                 if proc.terminal() == Some(true) {
                     let r = crate::terminal::open_pty().and_then(|(m, s)| {
@@ -185,6 +204,12 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
                         fail(&child, e);
                     }
                 }
+                if let Some(sock) = &console {
+                    // Done with the console socket: the caller's, not the container's.
+                    // SAFETY: closes our copy; the OwnedFd is never dropped
+                    // in this process, which execs or exits.
+                    unsafe { libc::close(sock.as_raw_fd()) };
+                }
                 let launch = match setup_process(&proc, seccomp.as_ref(), in_userns) {
                     Ok(l) => l,
                     Err(e) => fail(&child, e),
@@ -195,7 +220,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
                     fail(&child, e);
                 }
                 drop(child);
-                exec_process(&launch, &trampoline, o.preserve_fds)
+                exec_process(&launch, &trampoline, &o.preserve_fds)
             }
             Ok(pid) => {
                 let _ = child.send(&ToParent::Pid { pid });
@@ -210,15 +235,17 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
     let mut pid = 0;
     let result: Result<(), ContainerError> = (|| loop {
         match parent.recv::<ToParent>() {
-            Ok(ToParent::Pid { pid: p }) => {
+            // Once only: a second one would come from whoever got hold of
+            // the channel, not from the first stage.
+            Ok(ToParent::Pid { pid: p }) if pid == 0 => {
                 pid = p;
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
                 if let Some(cg) = &cgroup {
-                    cg.apply_pid(p).map_err(ContainerError::Cgroup)?;
+                    cg.apply_pid(p)?;
                 }
                 parent.send(&ToChild::Go { state: None })?;
             }
-            Ok(ToParent::Ready) => return Ok(()),
+            Ok(ToParent::Ready) if pid != 0 => return Ok(()),
             Ok(ToParent::Error { message }) => return Err(ContainerError::Init(message)),
             Ok(other) => {
                 return Err(ContainerError::Init(format!(

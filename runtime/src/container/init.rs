@@ -8,13 +8,14 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd};
 
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{LinuxSeccomp, Process};
+use oci_spec::runtime::Process;
 
 use super::seams::{self, HookPoint};
 use super::{InitContext, raw};
 use crate::channel::{Channel, ToChild, ToParent};
 use crate::namespaces;
 use crate::process::{self, CapSets};
+use crate::seccomp::SeccompProgram;
 use crate::state::Status;
 
 /// Report an error to the runtime and exit.
@@ -26,16 +27,18 @@ pub(crate) fn fail(ch: &Channel, msg: impl std::fmt::Display) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-/// Reset what the runtime changed in its own process and a cloned child
-/// inherits: the signal mask and Rust's SIGPIPE=ignore; die with the runtime.
-pub(crate) fn child_preamble() {
+/// Reset the signal state a cloned child inherits (the mask, and every
+/// disposition: Rust's SIGPIPE=ignore and whatever the runtime's caller
+/// ignored); die with the runtime (pid `runtime_pid`), also if it died before
+/// this ran.
+pub(crate) fn child_preamble(runtime_pid: i32) {
+    crate::sys::die_with_parent(runtime_pid);
+    crate::sys::reset_signal_dispositions();
     // SAFETY: plain signal-state and prctl calls with integer arguments.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         // Not dumpable: no process of the container can open /proc/<pid>/exe,
         // mem or fds of this runtime-image process.
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -45,7 +48,7 @@ pub(crate) fn child_preamble() {
 /// First stage: join and create namespaces, then clone the init (needed
 /// when namespaces are joined by path or a user namespace is mapped).
 pub(crate) fn stage1(ctx: &InitContext<'_>, ch: Channel) -> ! {
-    child_preamble();
+    child_preamble(ctx.runtime_pid);
     let plan = ctx.plan;
     if let Err(e) = plan.enter_joined(true) {
         fail(&ch, e);
@@ -100,7 +103,7 @@ pub(crate) fn stage1(ctx: &InitContext<'_>, ch: Channel) -> ! {
 /// The container's init: waits for the runtime's go, builds the rootfs, sets
 /// up the process, reports ready, waits on the exec fifo, execs.
 pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
-    child_preamble();
+    child_preamble(ctx.runtime_pid);
     let mut hook_state = match ch.recv::<ToChild>() {
         Ok(ToChild::Go { state: Some(state) }) => state,
         Ok(other) => fail(&ch, format!("unexpected message {other:?}")),
@@ -110,6 +113,12 @@ pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
     let plan = ctx.plan;
     if let Err(e) = plan.enter_cgroup() {
         fail(&ch, e);
+    }
+    for j in &plan.join {
+        // Joined: the namespace fds are not the init's to keep.
+        // SAFETY: closes our copy; its OwnedFd is never dropped in this
+        // process, which execs or exits.
+        unsafe { libc::close(j.fd.as_raw_fd()) };
     }
     if plan.new_cgroup {
         if let Err(e) = namespaces::unshare(CloneFlags::CLONE_NEWCGROUP) {
@@ -128,29 +137,40 @@ pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
         }
     }
     let in_userns = plan.new_user || plan.joins(oci_spec::runtime::LinuxNamespaceType::User);
-    if let Err(e) = crate::rootfs::prepare(spec, ctx.rootfs, in_userns, plan.new_cgroup) {
-        fail(&ch, format!("rootfs {}: {e}", ctx.rootfs.display()));
-    }
+    // Without a mount namespace in linux.namespaces the runtime's is
+    // inherited (the spec's rule for every namespace type not listed).
+    let mount_ns = plan.new.contains(CloneFlags::CLONE_NEWNS)
+        || plan.joins(oci_spec::runtime::LinuxNamespaceType::Mount);
+    let root = match crate::rootfs::prepare(spec, ctx.rootfs, in_userns, plan.new_cgroup, mount_ns)
+    {
+        Ok(root) => root,
+        Err(e) => fail(&ch, format!("rootfs {}: {e}", ctx.rootfs.display())),
+    };
     // Hooks run in the container's namespaces see the pid as the container
     // does (1 in a pid namespace of its own).
     hook_state.pid = nix::unistd::getpid().as_raw();
     if let Err(e) = run_container_hooks(spec, HookPoint::CreateContainer, &hook_state) {
         fail(&ch, e);
     }
-    if let Err(e) = crate::rootfs::switch_root(ctx.rootfs, ctx.no_pivot) {
+    if let Err(e) = crate::rootfs::switch_root(&root, ctx.no_pivot, mount_ns) {
         fail(&ch, e);
     }
+    drop(root);
     let proc = spec.process().as_ref().expect("validated");
     if proc.terminal() == Some(true) {
         if let Err(e) = setup_terminal(proc, ctx.console) {
             fail(&ch, e);
         }
     }
-    if let Err(e) = crate::rootfs::finalize(spec) {
+    if let Some(sock) = raw(ctx.console) {
+        // SAFETY: our copy of the caller's console socket, no longer needed;
+        // its OwnedFd is never dropped in this process (it execs or exits).
+        unsafe { libc::close(sock) };
+    }
+    if let Err(e) = crate::rootfs::finalize(spec, mount_ns) {
         fail(&ch, e);
     }
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let launch = match setup_process(proc, seccomp, in_userns) {
+    let launch = match setup_process(proc, ctx.seccomp, in_userns) {
         Ok(l) => l,
         Err(e) => fail(&ch, e),
     };
@@ -163,7 +183,7 @@ pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
     drop(ch);
     // Block until `start` opens the fifo for reading, run the startContainer
     // hooks, then tell `start` (the byte) and exec, which closes the fifo.
-    let fifo = match ctx.state_dir.map(open_exec_fifo).transpose() {
+    let fifo = match ctx.fifo.map(open_exec_fifo).transpose() {
         Ok(f) => f,
         Err(e) => die(format_args!("wait for start: {e}")),
     };
@@ -178,9 +198,12 @@ pub(crate) fn init(ctx: &InitContext<'_>, ch: Channel) -> ! {
     exec_process(&launch, ctx.trampoline, ctx.preserve_fds)
 }
 
-/// Run the hooks executed in the container's namespaces: createContainer
-/// sees the status `creating`, startContainer `created` (the user's program
-/// has not run yet).
+/// Run the hooks executed in the container's namespaces with the status
+/// `created`. The runtime spec's lifecycle runs the prestart, createRuntime
+/// and createContainer hooks (steps 3-5) after the runtime environment was
+/// created (step 2), and its state section defines `created` as "after step
+/// 2" ("creating" is step 2 itself); crun passes `created` too. runc 1.1
+/// passes `creating` to prestart, createRuntime and createContainer hooks.
 fn run_container_hooks(
     spec: &oci_spec::runtime::Spec,
     point: HookPoint,
@@ -190,13 +213,8 @@ fn run_container_hooks(
     if hooks.is_empty() {
         return Ok(());
     }
-    let status = if point == HookPoint::StartContainer {
-        Status::Created
-    } else {
-        Status::Creating
-    };
-    let json =
-        serde_json::to_vec(&state.oci(status)).map_err(|e| format!("{point}: state: {e}"))?;
+    let json = serde_json::to_vec(&state.oci(Status::Created))
+        .map_err(|e| format!("{point}: state: {e}"))?;
     seams::run_hooks(point, hooks, &json)
 }
 
@@ -207,12 +225,12 @@ pub(crate) fn die(msg: impl std::fmt::Display) -> ! {
     unsafe { libc::_exit(127) }
 }
 
-/// Open the exec fifo for writing: blocks until `start` opens it for reading.
-fn open_exec_fifo(dir: &std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, nix::Error> {
+/// Reopen the exec fifo (held as O_PATH) for writing, through the
+/// container's /proc as runc does: blocks until `start` opens it for reading.
+fn open_exec_fifo(fifo: &std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd, nix::Error> {
     use nix::fcntl::OFlag;
-    nix::fcntl::openat(
-        dir.as_fd(),
-        crate::state::FIFO_FILE,
+    nix::fcntl::open(
+        format!("/proc/self/fd/{}", fifo.as_raw_fd()).as_str(),
         OFlag::O_WRONLY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
@@ -237,22 +255,30 @@ fn setup_terminal(
     Ok(())
 }
 
-/// What execve needs, prepared before the process drops its privileges.
-pub(crate) struct Launch {
+/// What execve needs, prepared before the process drops its last
+/// capabilities and loads its seccomp filter.
+pub(crate) struct Launch<'a> {
     path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    /// Seccomp to load right before exec (with noNewPrivileges).
-    late_seccomp: Option<LinuxSeccomp>,
+    /// The capability sets, applied again in [`exec_process`] when
+    /// CAP_SYS_ADMIN was kept for the seccomp filter.
+    caps: CapSets,
+    /// The seccomp filter (compiled before the clone), loaded in [`exec_process`].
+    seccomp: Option<&'a SeccompProgram>,
+    nnp: bool,
 }
 
-/// rlimits, oom_score_adj, no_new_privs, seccomp (early, without NNP),
-/// capabilities and user, cwd; then find the program.
-pub(crate) fn setup_process(
+/// rlimits, oom_score_adj, no_new_privs, the bounding set, user, cwd (and
+/// its check), the program's path, capabilities: everything but the seccomp
+/// filter (and, without no_new_privs, the drop of the CAP_SYS_ADMIN loading
+/// it needs), which [`exec_process`] does right before execve so that a
+/// profile only has to allow those calls, not the runtime's setup.
+pub(crate) fn setup_process<'a>(
     proc: &Process,
-    seccomp: Option<&LinuxSeccomp>,
+    seccomp: Option<&'a SeccompProgram>,
     in_userns: bool,
-) -> Result<Launch, String> {
+) -> Result<Launch<'a>, String> {
     if let Some(adj) = proc.oom_score_adj() {
         process::set_oom_score_adj(adj).map_err(|e| e.to_string())?;
     }
@@ -263,8 +289,6 @@ pub(crate) fn setup_process(
     let nnp = proc.no_new_privileges() == Some(true);
     if nnp {
         process::set_no_new_privs().map_err(|e| e.to_string())?;
-    } else if let Some(s) = seccomp {
-        seams::apply_seccomp(s)?;
     }
     caps.drop_bounding().map_err(|e| e.to_string())?;
     // Inside a user namespace whose setgroups is denied, setgroups fails: skip it then.
@@ -273,39 +297,58 @@ pub(crate) fn setup_process(
             .map(|s| s.trim() == "deny")
             .unwrap_or(false);
     process::set_user(proc, setgroups_denied).map_err(|e| e.to_string())?;
-    caps.apply().map_err(|e| e.to_string())?;
+    // Loading a filter without no_new_privs needs CAP_SYS_ADMIN: it is kept
+    // (permitted and effective) until exec_process has loaded the filter.
+    let keep = (seccomp.is_some() && !nnp).then_some(caps::Capability::CAP_SYS_ADMIN);
+    caps.apply_keeping(keep).map_err(|e| e.to_string())?;
     process::enter_cwd(proc.cwd()).map_err(|e| e.to_string())?;
     let args = proc.args().as_deref().unwrap_or(&[]);
     let env = proc.env().as_deref().unwrap_or(&[]);
     let path = process::find_executable(&args[0], env).map_err(|e| e.to_string())?;
     let path = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| "process.args[0]: contains a NUL byte".to_string())?;
+    let argv = process::cstrings(args, "process.args").map_err(|e| e.to_string())?;
+    let envp = process::cstrings(env, "process.env").map_err(|e| e.to_string())?;
     Ok(Launch {
         path,
-        argv: process::cstrings(args, "process.args").map_err(|e| e.to_string())?,
-        envp: process::cstrings(env, "process.env").map_err(|e| e.to_string())?,
-        late_seccomp: if nnp { seccomp.cloned() } else { None },
+        argv,
+        envp,
+        caps,
+        seccomp,
+        nnp,
     })
 }
 
-/// Close every fd not meant for the container and exec through the trampoline.
+/// Close every fd not meant for the container, load the seccomp filter, drop
+/// CAP_SYS_ADMIN if it was kept for the filter, and exec through the
+/// trampoline: only that capset and the execs run under the filter.
 pub(crate) fn exec_process(
-    launch: &Launch,
+    launch: &Launch<'_>,
     trampoline: &std::os::fd::OwnedFd,
-    preserve_fds: u32,
+    preserve_fds: &[std::os::fd::RawFd],
 ) -> ! {
-    if let Some(s) = &launch.late_seccomp {
-        if let Err(e) = seams::apply_seccomp(s) {
-            die(e);
-        }
-    }
-    let first = 3 + preserve_fds as i32;
-    if let Err(e) = crate::sys::cloexec_from(first) {
+    if let Err(e) = crate::sys::cloexec_from(3) {
         die(format_args!("close fds: {e}"));
     }
-    for fd in 3..first {
+    // Only the fds the caller really passed (never one of the runtime's
+    // that filled a gap among 3..3+N).
+    for &fd in preserve_fds {
         if fd != trampoline.as_raw_fd() {
             let _ = crate::sys::set_cloexec(fd, false);
+        }
+    }
+    let load = |p: &SeccompProgram| {
+        if let Err(e) = p.load() {
+            die(format_args!("seccomp: {e}"));
+        }
+    };
+    if let Some(p) = launch.seccomp {
+        load(p);
+        if !launch.nnp {
+            // The last capability drop: CAP_SYS_ADMIN kept for the filter.
+            if let Err(e) = launch.caps.apply() {
+                die(e);
+            }
         }
     }
     let mut argv: Vec<&std::ffi::CStr> = Vec::with_capacity(launch.argv.len() + 2);

@@ -13,7 +13,7 @@ mod init;
 pub mod seams;
 pub mod signals;
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use crate::channel::{self, ChannelError, ToChild, ToParent};
 use crate::config::{self, Bundle, ConfigError};
 use crate::namespaces::{self, NamespaceError, Plan};
 use crate::state::{Locked, State, StateError, Status, Store};
-use seams::{Cgroup, CgroupExt, HookPoint};
+use seams::{Cgroup, CgroupError, CgroupExt, HookPoint};
 
 pub use exec::{ExecOptions, exec};
 
@@ -38,20 +38,49 @@ pub enum ContainerError {
     State(#[from] StateError),
     #[error(transparent)]
     Namespace(#[from] NamespaceError),
-    #[error("channel to container process: {0}")]
+    #[error("channel to container process")]
     Channel(#[from] ChannelError),
     #[error(transparent)]
     Terminal(#[from] crate::terminal::TerminalError),
+    /// A request that cannot be done (wrong state, bad option); wraps nothing.
     #[error("{0}")]
     Invalid(String),
+    /// config.json's hooks are invalid.
+    #[error("config.json")]
+    InvalidHooks(#[source] crate::hooks::HookError),
+    /// config.json's seccomp profile is invalid.
+    #[error("config.json")]
+    InvalidSeccomp(#[source] crate::seccomp::SeccompError),
+    /// config.json's resources cannot be applied on this host.
+    #[error("config.json")]
+    InvalidResources(#[source] CgroupError),
+    /// What the container's init (or exec'd process) reported, as text: it
+    /// crossed the channel from the cloned process.
     #[error("container init: {0}")]
     Init(String),
-    #[error("cgroup: {0}")]
-    Cgroup(String),
-    #[error("{0}")]
-    Hook(String),
-    #[error("{op}: {source}")]
-    Sys { op: String, source: std::io::Error },
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+    #[error("{op}")]
+    Sys {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An error and its causes on one line (`a: b: c`), for text that crosses
+/// the channel or goes to a warning.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 fn sys(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
@@ -67,7 +96,9 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
-    pub preserve_fds: u32,
+    /// The fds from 3 on that the caller passed (`--preserve-fds`): only
+    /// those that were open when husk started (see `sys::open_fds`).
+    pub preserve_fds: Vec<RawFd>,
     /// With `process.terminal` and no console socket: keep the pty master
     /// (in [`Created::tty_master`]) for the caller to copy in the foreground.
     pub foreground_tty: bool,
@@ -89,16 +120,21 @@ pub(crate) struct InitContext<'a> {
     pub rootfs: &'a Path,
     pub plan: &'a Plan,
     pub no_pivot: bool,
-    pub preserve_fds: u32,
+    pub preserve_fds: &'a [RawFd],
     pub console: Option<&'a OwnedFd>,
-    pub state_dir: Option<&'a OwnedFd>,
+    /// An O_PATH handle on the exec fifo (nothing else of the state dir).
+    pub fifo: Option<&'a OwnedFd>,
     pub trampoline: &'a OwnedFd,
+    /// The runtime's pid: the cloned processes die with it.
+    pub runtime_pid: i32,
+    /// The seccomp filter, compiled before the clone.
+    pub seccomp: Option<&'a crate::seccomp::SeccompProgram>,
 }
 
 /// Create a container: validate, set up its state, spawn its init and wait
 /// until the init blocks on the exec fifo.
 pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerError> {
-    config::validate_id(&opts.id).map_err(ContainerError::Invalid)?;
+    Store::check_id(&opts.id)?;
     let bundle = config::load(&opts.bundle)?;
     let process = bundle.spec.process().as_ref().expect("validated");
     let terminal = process.terminal() == Some(true);
@@ -112,9 +148,8 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
     let cgroups_path = linux
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
-    let cgroup =
-        seams::open_cgroup(cgroups_path.as_deref(), &opts.id).map_err(ContainerError::Cgroup)?;
-    seams::validate(&bundle.spec, cgroup.as_ref()).map_err(ContainerError::Invalid)?;
+    let cgroup = seams::open_cgroup(cgroups_path.as_deref(), &opts.id)?;
+    let seccomp = seams::validate(&bundle.spec, cgroup.as_ref())?;
     // Without a console socket, a private socketpair: the init sends the
     // master to `tty_socket`, kept here.
     let (console, tty_socket) = match &opts.console_socket {
@@ -139,6 +174,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created, ContainerE
         console.as_ref(),
         cgroup.as_ref(),
         cgroups_path,
+        seccomp.as_ref(),
         &mut guard,
     );
     drop(console);
@@ -185,7 +221,7 @@ impl Cleanup<'_> {
         }
         if let Some(cg) = self.cgroup {
             if let Err(e) = cg.remove() {
-                crate::logging::warn(&format!("remove cgroup: {e}"));
+                crate::logging::warn(&format!("remove cgroup: {}", error_chain(&e)));
             }
         }
         if let Some(l) = self.locked.take() {
@@ -194,6 +230,7 @@ impl Cleanup<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn(
     bundle: &Bundle,
     plan: &Plan,
@@ -201,45 +238,12 @@ fn spawn(
     console: Option<&OwnedFd>,
     cgroup: Option<&Cgroup>,
     cgroups_path: Option<String>,
+    seccomp: Option<&crate::seccomp::SeccompProgram>,
     guard: &mut Cleanup<'_>,
 ) -> Result<State, ContainerError> {
     let locked = guard.locked.as_ref().expect("held");
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref();
-    locked.write_atomic(crate::state::CONFIG_FILE, &bundle.raw)?;
-    let root_uid = namespaces::host_id(linux.and_then(|l| l.uid_mappings().as_ref()), 0);
-    let root_gid = namespaces::host_id(linux.and_then(|l| l.gid_mappings().as_ref()), 0);
-    locked.make_fifo(root_uid, root_gid)?;
-    let state_dir = locked.dup_dir().map_err(sys("dup state dir"))?;
-    let trampoline = crate::trampoline::create().map_err(sys("create exec trampoline"))?;
-    let (parent, child) = channel::pair()?;
-
-    let ctx = InitContext {
-        spec,
-        rootfs: &bundle.rootfs,
-        plan,
-        no_pivot: opts.no_pivot,
-        preserve_fds: opts.preserve_fds,
-        console,
-        state_dir: Some(&state_dir),
-        trampoline: &trampoline,
-    };
-    // Without namespaces to join or a user namespace to map, the init is
-    // cloned straight into its new namespaces: no first stage to clone, wait
-    // for and reap.
-    let direct = plan.join.is_empty() && !plan.new_user;
-    let flags = if direct { plan.new.bits() as u64 } else { 0 };
-    let stage1 = crate::sys::clone_fork(flags).map_err(sys("clone"))?;
-    if stage1 == 0 {
-        drop(parent);
-        if direct {
-            init::init(&ctx, child);
-        }
-        init::stage1(&ctx, child);
-    }
-    drop(child);
-    guard.pids.push(stage1);
-
     let annotations = spec
         .annotations()
         .as_ref()
@@ -258,6 +262,57 @@ fn spawn(
         init_start: 0,
         cgroups_path,
     };
+    // Recorded before anything else exists (the cgroup path among it), so
+    // that `delete --force` finds and removes all of a create killed at any
+    // point.
+    locked.save(&state)?;
+    locked.write_atomic(crate::state::CONFIG_FILE, &bundle.raw)?;
+    let root_uid = namespaces::host_id(linux.and_then(|l| l.uid_mappings().as_ref()), 0);
+    let root_gid = namespaces::host_id(linux.and_then(|l| l.gid_mappings().as_ref()), 0);
+    locked.make_fifo(root_uid, root_gid)?;
+    let fifo = locked.fifo_handle()?;
+    let trampoline = crate::trampoline::create().map_err(sys("create exec trampoline"))?;
+    let (parent, child) = channel::pair()?;
+
+    let ctx = InitContext {
+        spec,
+        rootfs: &bundle.rootfs,
+        plan,
+        no_pivot: opts.no_pivot,
+        preserve_fds: &opts.preserve_fds,
+        console,
+        fifo: Some(&fifo),
+        trampoline: &trampoline,
+        runtime_pid: nix::unistd::getpid().as_raw(),
+        seccomp,
+    };
+    let mut keep = vec![child.raw_fd(), trampoline.as_raw_fd(), fifo.as_raw_fd()];
+    keep.extend(raw(console));
+    keep.extend(plan.join.iter().map(|j| j.fd.as_raw_fd()));
+    keep.extend_from_slice(&opts.preserve_fds);
+    // Without namespaces to join or a user namespace to map, the init is
+    // cloned straight into its new namespaces: no first stage to clone, wait
+    // for and reap.
+    let direct = plan.join.is_empty() && !plan.new_user;
+    let flags = if direct { plan.new.bits() as u64 } else { 0 };
+    let stage1 = crate::sys::clone_fork(flags).map_err(sys("clone"))?;
+    if stage1 == 0 {
+        drop(parent);
+        // Nothing of the runtime's but what the child needs: above all not
+        // its copy of the state dir's locked fd, which would keep the lock
+        // (and hang every later command on this id) if the runtime died.
+        crate::sys::die_with_parent(ctx.runtime_pid);
+        if let Err(e) = crate::sys::close_fds_except(&keep) {
+            init::fail(&child, format_args!("close the runtime's fds: {e}"));
+        }
+        if direct {
+            init::init(&ctx, child);
+        }
+        init::stage1(&ctx, child);
+    }
+    drop(child);
+    guard.pids.push(stage1);
+
     let maps = (
         linux
             .and_then(|l| l.uid_mappings().clone())
@@ -268,17 +323,22 @@ fn spawn(
     );
     // A directly cloned init is known without a message.
     let mut direct_pid = direct.then_some(stage1);
+    let mut maps_written = false;
     loop {
         let msg = match direct_pid.take() {
             Some(pid) => Ok(ToParent::Pid { pid }),
             None => parent.recv::<ToParent>(),
         };
         match msg {
-            Ok(ToParent::WriteMaps { pid }) => {
+            // Each request is honoured once, in order, and only the first
+            // stage's own pid gets maps: a process of the container that got
+            // hold of the channel cannot have a host pid mapped or placed.
+            Ok(ToParent::WriteMaps { pid }) if pid == stage1 && !maps_written => {
+                maps_written = true;
                 namespaces::write_id_maps(pid, &maps.0, &maps.1)?;
                 parent.send(&ToChild::MapsWritten)?;
             }
-            Ok(ToParent::Pid { pid }) => {
+            Ok(ToParent::Pid { pid }) if state.pid == 0 => {
                 if pid != stage1 {
                     guard.pids.insert(0, pid);
                     // The first stage exits once it has cloned the init.
@@ -287,26 +347,34 @@ fn spawn(
                 }
                 state.pid = pid;
                 state.init_start = crate::sys::process_start_time(pid).unwrap_or(0);
+                // Known before it can outlive us (it dies with us until it is ready).
+                locked.save(&state)?;
                 if let Some(cg) = cgroup {
-                    cg.apply_pid(pid).map_err(ContainerError::Cgroup)?;
+                    cg.apply_pid(pid)?;
                     if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
-                        cg.set_resources(r).map_err(ContainerError::Cgroup)?;
+                        cg.set_resources(r)?;
                     }
                 }
                 for point in [HookPoint::Prestart, HookPoint::CreateRuntime] {
                     let hooks = seams::hooks_of(spec, point);
                     if !hooks.is_empty() {
+                        // `created`: see init::run_container_hooks.
                         let json =
-                            serde_json::to_vec(&state.oci(Status::Creating)).unwrap_or_default();
-                        seams::run_hooks(point, hooks, &json).map_err(ContainerError::Hook)?;
+                            serde_json::to_vec(&state.oci(Status::Created)).unwrap_or_default();
+                        seams::run_runtime_hooks(point, hooks, &json)?;
                     }
                 }
                 parent.send(&ToChild::Go {
                     state: Some(Box::new(state.clone())),
                 })?;
             }
-            Ok(ToParent::Ready) => break,
+            Ok(ToParent::Ready) if state.pid != 0 => break,
             Ok(ToParent::Error { message }) => return Err(ContainerError::Init(message)),
+            Ok(other) => {
+                return Err(ContainerError::Init(format!(
+                    "unexpected message {other:?}"
+                )));
+            }
             Err(ChannelError::Closed) => {
                 return Err(ContainerError::Init(
                     "the container's init exited before it was ready".into(),
@@ -423,8 +491,8 @@ pub fn poststart(spec: &Spec, state: &State) {
         return;
     }
     let json = serde_json::to_string(&state.oci(Status::Running)).unwrap_or_default();
-    if let Err(e) = seams::run_hooks(HookPoint::Poststart, hooks, json.as_bytes()) {
-        crate::logging::warn(&e);
+    if let Err(e) = seams::run_runtime_hooks(HookPoint::Poststart, hooks, json.as_bytes()) {
+        crate::logging::warn(&error_chain(&e));
     }
 }
 
@@ -449,10 +517,9 @@ pub fn kill(store: &Store, id: &str, signal: Signal, all: bool) -> Result<(), Co
     let state = locked.load()?;
     let status = locked.status(&state);
     if all {
-        let cg = seams::open_cgroup(state.cgroups_path.as_deref(), id)
-            .map_err(ContainerError::Cgroup)?;
+        let cg = seams::open_cgroup(state.cgroups_path.as_deref(), id)?;
         let mut pids = match &cg {
-            Some(cg) => cg.list_pids().map_err(ContainerError::Cgroup)?,
+            Some(cg) => cg.list_pids()?,
             None => Vec::new(),
         };
         if status != Status::Stopped && !pids.contains(&state.pid) {
@@ -474,27 +541,50 @@ pub fn kill(store: &Store, id: &str, signal: Signal, all: bool) -> Result<(), Co
     })
 }
 
-/// `delete`: remove a stopped container (or, with `force` or while only
-/// created, kill it first): cgroup, poststop hooks, state.
+/// `delete`: remove a stopped container. Anything else is refused and left
+/// as it is (OCI: deleting a container that is not stopped MUST fail), unless
+/// `force`: then whatever is left of it goes, also what a create killed
+/// half-way left (a state dir without a live init, a corrupt record).
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), ContainerError> {
-    config::validate_id(id).map_err(ContainerError::Invalid)?;
     let locked = store.open(id)?;
     let state = match locked.load() {
         Ok(s) => s,
-        // A create that died half-way leaves a directory without state.
-        Err(StateError::NotFound(_)) if force => {
-            locked.remove()?;
-            return Ok(());
+        Err(e @ (StateError::NotFound(_) | StateError::Malformed { .. })) if force => {
+            return remove_unreadable(locked, e);
         }
         Err(e) => return Err(e.into()),
     };
     let status = locked.status(&state);
-    if matches!(status, Status::Running | Status::Paused) && !force {
+    if status != Status::Stopped && !force {
         return Err(ContainerError::Invalid(format!(
             "cannot delete container {id} that is not stopped: {status}"
         )));
     }
     destroy(locked, state, false)
+}
+
+/// `delete --force` of a container whose state.json is missing or corrupt.
+/// Missing: the create died before it wrote it, so nothing else exists yet.
+/// Corrupt: what can still be read of it (the init, the cgroup path) goes too.
+fn remove_unreadable(locked: Locked, why: StateError) -> Result<(), ContainerError> {
+    crate::logging::debug(&format!("delete {}: {}", locked.id, error_chain(&why)));
+    let raw = std::fs::read(locked.dir.join(crate::state::STATE_FILE)).unwrap_or_default();
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw)
+        && v.is_object()
+    {
+        let pid = v["pid"].as_i64().unwrap_or(0) as i32;
+        let start = v["huskInitStart"].as_u64().unwrap_or(0);
+        if pid > 0 && crate::sys::process_alive(pid, start) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            wait_gone(pid, start, Duration::from_secs(10));
+        }
+        if let Some(cg) = seams::open_cgroup(v["huskCgroupsPath"].as_str(), &locked.id)? {
+            let _ = cg.thaw_all();
+            cg.remove()?;
+        }
+    }
+    locked.remove()?;
+    Ok(())
 }
 
 /// Tear a container down: kill what is left, remove its cgroup, run the
@@ -511,8 +601,7 @@ pub fn destroy_with_spec(
     reaped: bool,
     spec: Option<&Spec>,
 ) -> Result<(), ContainerError> {
-    let cg = seams::open_cgroup(state.cgroups_path.as_deref(), &state.id)
-        .map_err(ContainerError::Cgroup)?;
+    let cg = seams::open_cgroup(state.cgroups_path.as_deref(), &state.id)?;
     if !reaped && crate::sys::process_alive(state.pid, state.init_start) {
         if let Some(cg) = &cg {
             let _ = cg.thaw_all();
@@ -521,7 +610,7 @@ pub fn destroy_with_spec(
         wait_gone(state.pid, state.init_start, Duration::from_secs(10));
     }
     if let Some(cg) = &cg {
-        cg.remove().map_err(ContainerError::Cgroup)?;
+        cg.remove()?;
     }
     let loaded = match spec {
         Some(_) => None,
@@ -532,8 +621,8 @@ pub fn destroy_with_spec(
         let hooks = seams::hooks_of(spec, HookPoint::Poststop);
         if !hooks.is_empty() {
             let json = serde_json::to_string(&state.oci(Status::Stopped)).unwrap_or_default();
-            if let Err(e) = seams::run_hooks(HookPoint::Poststop, hooks, json.as_bytes()) {
-                crate::logging::warn(&e);
+            if let Err(e) = seams::run_runtime_hooks(HookPoint::Poststop, hooks, json.as_bytes()) {
+                crate::logging::warn(&error_chain(&e));
             }
         }
     }
@@ -579,10 +668,9 @@ fn wait_gone(pid: i32, start: u64, timeout: Duration) {
 pub fn pids(store: &Store, id: &str) -> Result<Vec<i32>, ContainerError> {
     let locked = store.open(id)?;
     let state = locked.load()?;
-    let cg =
-        seams::open_cgroup(state.cgroups_path.as_deref(), id).map_err(ContainerError::Cgroup)?;
+    let cg = seams::open_cgroup(state.cgroups_path.as_deref(), id)?;
     let mut pids = match &cg {
-        Some(cg) => cg.list_pids().map_err(ContainerError::Cgroup)?,
+        Some(cg) => cg.list_pids()?,
         None => Vec::new(),
     };
     if pids.is_empty() && locked.status(&state) != Status::Stopped {
@@ -606,14 +694,13 @@ pub fn set_paused(store: &Store, id: &str, pause: bool) -> Result<(), ContainerE
             "container {id} is {status}, not {want}"
         )));
     }
-    let cg = seams::open_cgroup(state.cgroups_path.as_deref(), id)
-        .map_err(ContainerError::Cgroup)?
+    let cg = seams::open_cgroup(state.cgroups_path.as_deref(), id)?
         .ok_or_else(|| ContainerError::Invalid(format!("container {id} has no cgroup")))?;
     if pause {
-        cg.freeze_all().map_err(ContainerError::Cgroup)?;
+        cg.freeze_all()?;
         state.status = Status::Paused;
     } else {
-        cg.thaw_all().map_err(ContainerError::Cgroup)?;
+        cg.thaw_all()?;
         state.status = Status::Running;
     }
     locked.save(&state)?;

@@ -5,7 +5,8 @@
 //! (`args[0]` is argv0), `env` as its whole environment (the caller's
 //! environment when `env` is absent, as runc does), the container state JSON
 //! on stdin, killed with SIGKILL when `timeout` seconds pass. Hooks run one
-//! after another; the first failure stops the list.
+//! after another; the first failure stops the list, except for poststart and
+//! poststop, whose failures are warnings: the rest of the list still runs.
 //!
 //! [`run`] works both in the runtime process and in the container's init
 //! (single-threaded, maybe pid 1 of a new pid namespace): it uses no threads,
@@ -46,7 +47,9 @@ impl fmt::Display for HookKind {
 }
 
 /// Why a hook could not run or failed. Every variant names the hook as
-/// `hooks.<kind>[<index>]` and its path.
+/// `hooks.<kind>[<index>]` and its path. Some hooks run in the container's
+/// init, whose errors cross the channel as text: causes are part of the
+/// message (`cause`, `errno`; never a `#[source]`), printed once.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
     /// The hook's definition is invalid (checked before anything runs).
@@ -58,13 +61,12 @@ pub enum HookError {
         reason: String,
     },
     /// The hook could not be started.
-    #[error("hooks.{kind}[{index}] ({path}): start: {source}")]
+    #[error("hooks.{kind}[{index}] ({path}): start: {cause}")]
     Spawn {
         kind: HookKind,
         index: usize,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Waiting for or talking to the hook failed.
     #[error("hooks.{kind}[{index}] ({path}): {what}: {errno}")]
@@ -117,19 +119,42 @@ pub fn validate(kind: HookKind, hooks: &[Hook]) -> Result<(), HookError> {
     Ok(())
 }
 
+impl HookKind {
+    /// Whether a failure of a hook of this kind fails the operation and
+    /// stops the list. For poststart and poststop the spec says the runtime
+    /// logs a warning and goes on with the remaining hooks and the lifecycle.
+    pub fn failure_is_fatal(self) -> bool {
+        !matches!(self, HookKind::Poststart | HookKind::Poststop)
+    }
+}
+
 /// Run `hooks` of `kind` in order, each with `state_json` on stdin.
 ///
 /// Stops at the first hook that cannot start, exits non-zero, is killed, or
-/// outlives its timeout.
+/// outlives its timeout (see [`run_all`] for the kinds that go on).
 pub fn run(kind: HookKind, hooks: &[Hook], state_json: &[u8]) -> Result<(), HookError> {
     validate(kind, hooks)?;
     for (index, hook) in hooks.iter().enumerate() {
-        tracing::debug!(hook = %kind, index, path = %hook.path().display(), "running hook");
-        let result = process::HookCommand::new(kind, index, hook)?.run(state_json);
-        process::reap_orphans_if_init();
-        result?;
+        run_one(kind, index, hook, state_json)?;
     }
     Ok(())
+}
+
+/// Run every hook of `kind`, whatever the earlier ones did; returns the
+/// failures in order (poststart and poststop: each is a warning).
+pub fn run_all(kind: HookKind, hooks: &[Hook], state_json: &[u8]) -> Vec<HookError> {
+    hooks
+        .iter()
+        .enumerate()
+        .filter_map(|(index, hook)| run_one(kind, index, hook, state_json).err())
+        .collect()
+}
+
+fn run_one(kind: HookKind, index: usize, hook: &Hook, state_json: &[u8]) -> Result<(), HookError> {
+    tracing::debug!(hook = %kind, index, path = %hook.path().display(), "running hook");
+    let result = process::HookCommand::new(kind, index, hook)?.run(state_json);
+    process::reap_orphans_if_init();
+    result
 }
 
 #[cfg(test)]

@@ -106,11 +106,11 @@ impl<'a> HookCommand<'a> {
         let mut child = self
             .command(stdin)
             .spawn()
-            .map_err(|source| HookError::Spawn {
+            .map_err(|cause| HookError::Spawn {
                 kind: self.kind,
                 index: self.index,
                 path: self.hook.path().clone(),
-                source,
+                cause,
             })?;
         let pid = Pid::from_raw(child.id() as i32);
         let mut out = Capture::new(child.stdout.take().map(OwnedFd::from));

@@ -149,6 +149,31 @@ fn failure_names_kind_index_path_and_stderr_and_stops_the_list() {
 }
 
 #[test]
+fn run_all_runs_every_hook_and_returns_each_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log");
+    let hooks = [
+        sh("exit 3"),
+        sh(&format!("echo two >> {}", log.display())),
+        sh("exit 4"),
+        sh(&format!("echo four >> {}", log.display())),
+    ];
+    let errors = run_all(HookKind::Poststop, &hooks, b"{}");
+    let failed: Vec<usize> = errors
+        .iter()
+        .map(|e| match e {
+            HookError::Failed { index, .. } => *index,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(failed, [0, 2]);
+    assert_eq!(read(&log), "two\nfour\n");
+    assert!(!HookKind::Poststart.failure_is_fatal());
+    assert!(!HookKind::Poststop.failure_is_fatal());
+    assert!(HookKind::CreateRuntime.failure_is_fatal());
+}
+
+#[test]
 fn a_hook_killed_by_a_signal_fails() {
     let e = run(HookKind::Poststart, &[sh("kill -9 $$")], b"{}").expect_err("killed");
     assert!(e.to_string().contains("killed by signal SIGKILL"), "{e}");

@@ -1,13 +1,13 @@
 //! One OCI mount: option parsing and the mount calls, in runc's manner.
 
-use std::collections::VecDeque;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::{Component, Path, PathBuf};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path};
 
 use nix::mount::{MsFlags, mount};
 use oci_spec::runtime::Mount;
 
 use super::RootfsError;
+use super::resolve::{Root, fd_path, subdir};
 
 /// Mount flags and data parsed from a mount's options.
 #[derive(Debug, Clone)]
@@ -80,74 +80,6 @@ pub fn parse_options(opts: &[String]) -> Options {
     o
 }
 
-/// Resolve `path` inside `root`, following symlinks as if `root` were `/`
-/// (so a symlink in the image cannot point a mount outside the rootfs).
-pub fn secure_join(root: &Path, path: &Path) -> PathBuf {
-    fn parts(p: &Path) -> impl Iterator<Item = std::ffi::OsString> + '_ {
-        p.components().filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-    }
-    let mut resolved = PathBuf::new();
-    let mut queue: VecDeque<std::ffi::OsString> = parts(path).collect();
-    let mut links = 0;
-    while let Some(c) = queue.pop_front() {
-        if c == ".." {
-            resolved.pop();
-            continue;
-        }
-        let candidate = resolved.join(&c);
-        match std::fs::read_link(root.join(&candidate)) {
-            Ok(target) if links < 255 => {
-                links += 1;
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                let mut next: VecDeque<_> = parts(&target).collect();
-                next.extend(queue.drain(..));
-                queue = next;
-            }
-            _ => resolved = candidate,
-        }
-    }
-    root.join(resolved)
-}
-
-/// Create a mount point: a directory, or an empty file when `file` is set.
-pub fn make_target(dest: &Path, file: bool) -> Result<(), RootfsError> {
-    let ctx = |e: std::io::Error| RootfsError::Io {
-        op: "create mount point",
-        path: dest.to_path_buf(),
-        source: e,
-    };
-    if file {
-        if let Some(parent) = dest.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .map_err(ctx)?;
-        }
-        if std::fs::symlink_metadata(dest).is_err() {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(dest)
-                .map_err(ctx)?;
-        }
-        Ok(())
-    } else {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dest)
-            .map_err(ctx)
-    }
-}
-
 /// Mount-level flags of an existing mount that a bind remount must keep
 /// (they are locked inside a user namespace).
 pub fn locked_flags(path: &Path) -> MsFlags {
@@ -182,12 +114,12 @@ pub fn do_mount(
     data: Option<&str>,
 ) -> Result<(), RootfsError> {
     let data = data.filter(|d| !d.is_empty());
-    mount(src, dest, fstype, flags, data).map_err(|source| RootfsError::Mount {
+    mount(src, dest, fstype, flags, data).map_err(|cause| RootfsError::Mount {
         src: src.map(|s| s.display().to_string()).unwrap_or_default(),
         dest: dest.to_path_buf(),
         fstype: fstype.unwrap_or("").to_string(),
         flags,
-        source,
+        cause,
     })
 }
 
@@ -203,56 +135,130 @@ pub fn remount_bind(dest: &Path, flags: MsFlags) -> Result<(), RootfsError> {
     )
 }
 
-/// Mount one OCI mount under `rootfs`.
-pub fn mount_one(rootfs: &Path, m: &Mount, cgroupns: bool) -> Result<(), RootfsError> {
+/// mount(2) onto the file an fd resolved (through /proc/self/fd/N), with
+/// `shown` (the destination on the host) in the error.
+pub fn mount_fd(
+    src: Option<&Path>,
+    target: &OwnedFd,
+    shown: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), RootfsError> {
+    let data = data.filter(|d| !d.is_empty());
+    mount(src, &fd_path(target), fstype, flags, data).map_err(|cause| RootfsError::Mount {
+        src: src.map(|s| s.display().to_string()).unwrap_or_default(),
+        dest: shown.to_path_buf(),
+        fstype: fstype.unwrap_or("").to_string(),
+        flags,
+        cause,
+    })
+}
+
+/// [`remount_bind`] of a destination inside the rootfs, looked up again
+/// (the fd of the mount point is under the new mount, not on it).
+fn remount_in(root: &Root, dest: &Path, flags: MsFlags) -> Result<(), RootfsError> {
+    let fd = resolve(root, dest)?;
+    let keep = locked_flags(&fd_path(&fd));
+    mount_fd(
+        None,
+        &fd,
+        &root.display(dest),
+        None,
+        flags | keep | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+        None,
+    )
+}
+
+fn resolve(root: &Root, dest: &Path) -> Result<OwnedFd, RootfsError> {
+    root.resolve(dest).map_err(|cause| RootfsError::Io {
+        op: "resolve in rootfs",
+        path: root.display(dest),
+        cause,
+    })
+}
+
+/// The mount point of `dest` in the rootfs, created if missing (a file when
+/// `file`). A destination that resolves to the rootfs itself (a symlink such
+/// as `proc -> /`) is refused: mounting there would cover the whole root.
+pub fn target(root: &Root, dest: &Path, file: bool) -> Result<OwnedFd, RootfsError> {
+    let fd = root.create(dest, file).map_err(|cause| RootfsError::Io {
+        op: "create mount point",
+        path: root.display(dest),
+        cause,
+    })?;
+    if root.is_root(&fd) && dest.components().any(|c| matches!(c, Component::Normal(_))) {
+        let how = match root.first_symlink(dest) {
+            Some((link, to)) => format!(
+                "{} is a symlink to {}, which leaves the path to the container's root directory",
+                link.display(),
+                to.display()
+            ),
+            None => "the path leads back to the container's root directory".into(),
+        };
+        return Err(RootfsError::Invalid {
+            what: format!("mount {}", dest.display()),
+            message: format!("destination resolves to the rootfs itself: {how}"),
+        });
+    }
+    Ok(fd)
+}
+
+/// Mount one OCI mount inside the rootfs.
+pub fn mount_one(root: &Root, m: &Mount, cgroupns: bool) -> Result<(), RootfsError> {
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("");
-    let dest = secure_join(rootfs, m.destination());
+    let dest = m.destination();
+    let shown = root.display(dest);
     let is_bind = typ == "bind" || opts.flags.contains(MsFlags::MS_BIND);
     if is_bind {
         let src = m.source().as_deref().ok_or_else(|| RootfsError::Invalid {
-            what: format!("mount {}", m.destination().display()),
+            what: format!("mount {}", dest.display()),
             message: "bind mount without a source".into(),
         })?;
         let meta = std::fs::metadata(src).map_err(|e| RootfsError::Io {
             op: "stat bind source",
             path: src.to_path_buf(),
-            source: e,
+            cause: e,
         })?;
-        make_target(&dest, !meta.is_dir())?;
+        let fd = target(root, dest, !meta.is_dir())?;
         let bind = opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
-        do_mount(Some(src), &dest, None, bind | MsFlags::MS_BIND, None)?;
+        mount_fd(Some(src), &fd, &shown, None, bind | MsFlags::MS_BIND, None)?;
         let rest = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !rest.is_empty() {
-            remount_bind(&dest, rest)?;
+            remount_in(root, dest, rest)?;
         }
     } else if typ == "cgroup" {
-        mount_cgroup(&dest, &opts, cgroupns)?;
+        mount_cgroup(root, dest, &opts, cgroupns)?;
     } else {
-        make_target(&dest, false)?;
+        let fd = target(root, dest, false)?;
         let src = m.source().as_deref().unwrap_or(Path::new(typ));
         let flags = opts.flags - MsFlags::MS_REMOUNT;
-        match do_mount(Some(src), &dest, Some(typ), flags, Some(&opts.data)) {
+        match mount_fd(Some(src), &fd, &shown, Some(typ), flags, Some(&opts.data)) {
             // A sysfs mount is refused in a user namespace that does not own the
             // network namespace: bind the host's sysfs instead, as runc does.
             Err(RootfsError::Mount {
-                source: nix::Error::EPERM,
+                cause: nix::Error::EPERM,
                 ..
             }) if typ == "sysfs" => {
-                do_mount(
+                mount_fd(
                     Some(Path::new("/sys")),
-                    &dest,
+                    &fd,
+                    &shown,
                     None,
                     MsFlags::MS_BIND | MsFlags::MS_REC,
                     None,
                 )?;
-                remount_bind(&dest, flags)?;
+                remount_in(root, dest, flags)?;
             }
             other => other?,
         }
     }
-    for p in &opts.propagation {
-        do_mount(None, &dest, None, *p, None)?;
+    if !opts.propagation.is_empty() {
+        let fd = resolve(root, dest)?;
+        for p in &opts.propagation {
+            mount_fd(None, &fd, &shown, None, *p, None)?;
+        }
     }
     Ok(())
 }
@@ -260,40 +266,51 @@ pub fn mount_one(rootfs: &Path, m: &Mount, cgroupns: bool) -> Result<(), RootfsE
 /// The `cgroup` mount type: cgroup2 on a unified host; on v1/hybrid a tmpfs
 /// with one cgroup v1 mount per hierarchy (the container's own cgroup through
 /// its cgroup namespace), or bind mounts of the host's when there is none.
-fn mount_cgroup(dest: &Path, opts: &Options, cgroupns: bool) -> Result<(), RootfsError> {
-    make_target(dest, false)?;
+fn mount_cgroup(
+    root: &Root,
+    dest: &Path,
+    opts: &Options,
+    cgroupns: bool,
+) -> Result<(), RootfsError> {
+    let fd = target(root, dest, false)?;
+    let shown = root.display(dest);
     let flags = opts.flags - MsFlags::MS_REMOUNT - MsFlags::MS_BIND - MsFlags::MS_REC;
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         if cgroupns {
-            return do_mount(
+            return mount_fd(
                 Some(Path::new("cgroup2")),
-                dest,
+                &fd,
+                &shown,
                 Some("cgroup2"),
                 flags,
                 None,
             );
         }
-        do_mount(
+        mount_fd(
             Some(Path::new("/sys/fs/cgroup")),
-            dest,
+            &fd,
+            &shown,
             None,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )?;
-        return remount_bind(dest, flags);
+        return remount_in(root, dest, flags);
     }
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    do_mount(
+    mount_fd(
         Some(Path::new("tmpfs")),
-        dest,
+        &fd,
+        &shown,
         Some("tmpfs"),
         base,
         Some("mode=755"),
     )?;
+    // The tmpfs just mounted, where the hierarchies' directories are made.
+    let dir = resolve(root, dest)?;
     let info = crate::sys::read_proc("/proc/self/mountinfo").map_err(|e| RootfsError::Io {
         op: "read",
         path: "/proc/self/mountinfo".into(),
-        source: e,
+        cause: e,
     })?;
     for line in info.lines() {
         // ... - cgroup cgroup rw,memory  /  ... - cgroup2 cgroup2 rw
@@ -310,43 +327,50 @@ fn mount_cgroup(dest: &Path, opts: &Options, cgroupns: bool) -> Result<(), Rootf
         if name.contains('/') || (fstype != "cgroup" && fstype != "cgroup2") {
             continue;
         }
-        let target = dest.join(name);
-        make_target(&target, false)?;
+        let sub = dest.join(name);
+        let sub_shown = root.display(&sub);
+        let sub_fd = subdir(&dir, std::ffi::OsStr::new(name)).map_err(|cause| RootfsError::Io {
+            op: "create mount point",
+            path: sub_shown.clone(),
+            cause,
+        })?;
         if cgroupns {
             let data: Vec<&str> = super_opts
                 .split(',')
                 .filter(|o| *o != "rw" && *o != "ro")
                 .collect();
-            do_mount(
+            mount_fd(
                 Some(Path::new(fstype)),
-                &target,
+                &sub_fd,
+                &sub_shown,
                 Some(fstype),
                 flags,
                 Some(&data.join(",")),
             )?;
         } else {
-            do_mount(
+            mount_fd(
                 Some(Path::new(mnt)),
-                &target,
+                &sub_fd,
+                &sub_shown,
                 None,
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 None,
             )?;
-            remount_bind(&target, flags)?;
+            remount_in(root, &sub, flags)?;
         }
     }
-    // cpu -> cpu,cpuacct and friends.
+    // cpu -> cpu,cpuacct and friends, made in the tmpfs just mounted.
     if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
         for e in rd.flatten() {
             if e.file_type().map(|t| t.is_symlink()).unwrap_or(false) {
                 if let Ok(t) = std::fs::read_link(e.path()) {
-                    let _ = std::os::unix::fs::symlink(t, dest.join(e.file_name()));
+                    let _ = nix::unistd::symlinkat(&t, dir.as_fd(), e.file_name().as_os_str());
                 }
             }
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        remount_bind(dest, flags | base)?;
+        remount_in(root, dest, flags | base)?;
     }
     Ok(())
 }
@@ -368,24 +392,5 @@ mod tests {
         assert!(o.flags.contains(MsFlags::MS_NOSUID | MsFlags::MS_RDONLY));
         assert_eq!(o.data, "mode=755,size=65536k");
         assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
-    }
-
-    #[test]
-    fn secure_join_stays_inside() {
-        let d = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink("/etc", d.path().join("evil")).unwrap();
-        std::os::unix::fs::symlink("../../..", d.path().join("up")).unwrap();
-        assert_eq!(
-            secure_join(d.path(), Path::new("/evil/passwd")),
-            d.path().join("etc/passwd")
-        );
-        assert_eq!(
-            secure_join(d.path(), Path::new("/up/x")),
-            d.path().join("x")
-        );
-        assert_eq!(
-            secure_join(d.path(), Path::new("/a/../../b")),
-            d.path().join("b")
-        );
     }
 }

@@ -30,9 +30,9 @@ impl SeccompProgram {
             .map_err(|e| SeccompError::Export(e.into()))?;
         let mut file = File::from(fd);
         ctx.export_bpf(&file)
-            .map_err(|source| SeccompError::Libseccomp {
+            .map_err(|cause| SeccompError::Libseccomp {
                 field: "linux.seccomp".into(),
-                source,
+                cause,
             })?;
         let mut bytes = Vec::new();
         file.seek(SeekFrom::Start(0))

@@ -37,7 +37,9 @@ pub use profile::compile;
 
 use oci_spec::runtime::LinuxSeccomp;
 
-/// Why a seccomp profile was rejected or could not be loaded.
+/// Why a seccomp profile was rejected or could not be loaded. Loaded in the
+/// container's init, whose errors cross the channel as text: causes are part
+/// of the message (`cause`, never a `#[source]`), printed once.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
     /// The profile itself is invalid; `field` is its JSON path
@@ -45,15 +47,14 @@ pub enum SeccompError {
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
     /// libseccomp refused to build the filter.
-    #[error("{field}: libseccomp: {source}")]
+    #[error("{field}: libseccomp: {cause}")]
     Libseccomp {
         field: String,
-        #[source]
-        source: libseccomp::error::SeccompError,
+        cause: libseccomp::error::SeccompError,
     },
     /// Exporting the compiled program from libseccomp failed.
     #[error("export seccomp BPF program: {0}")]
-    Export(#[source] std::io::Error),
+    Export(std::io::Error),
     /// The kernel refused the program.
     #[error("load seccomp filter (flags {flags:#x}): {errno}")]
     Load {

@@ -33,22 +33,22 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
     }
 
     let mut ctx =
-        ScmpFilterContext::new(default_action).map_err(|source| SeccompError::Libseccomp {
+        ScmpFilterContext::new(default_action).map_err(|cause| SeccompError::Libseccomp {
             field: "linux.seccomp.defaultAction".into(),
-            source,
+            cause,
         })?;
     // no_new_privs belongs to process.noNewPrivileges, set by the caller.
     ctx.set_ctl_nnp(false)
-        .map_err(|source| SeccompError::Libseccomp {
+        .map_err(|cause| SeccompError::Libseccomp {
             field: "linux.seccomp".into(),
-            source,
+            cause,
         })?;
 
     for (i, arch) in seccomp.architectures().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.architectures[{i}]");
         let arch = scmp_arch(*arch);
         ctx.add_arch(arch)
-            .map_err(|source| SeccompError::Libseccomp { field, source })?;
+            .map_err(|cause| SeccompError::Libseccomp { field, cause })?;
     }
 
     for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
@@ -81,9 +81,9 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<SeccompProgram, SeccompError> {
                 continue;
             };
             add_rule(&mut ctx, rule_action, syscall, &conditions, repeated_arg).map_err(
-                |source| SeccompError::Libseccomp {
+                |cause| SeccompError::Libseccomp {
                     field: format!("{name_field} ({name})"),
-                    source,
+                    cause,
                 },
             )?;
         }

@@ -24,19 +24,17 @@ pub enum ClientError {
     },
     #[error(
         "{endpoint} does not answer the CRI v1 Version call (is it a CRI server?): {}",
-        describe_status(.source)
+        describe_status(.cause)
     )]
     NotCri {
         endpoint: String,
-        #[source]
-        source: tonic::Status,
+        cause: tonic::Status,
     },
-    #[error("{rpc} {object}: {}", describe_status(.source))]
+    #[error("{rpc} {object}: {}", describe_status(.cause))]
     Rpc {
         rpc: &'static str,
         object: String,
-        #[source]
-        source: tonic::Status,
+        cause: tonic::Status,
     },
     #[error("{rpc} {object}: {reason}")]
     BadResponse {
@@ -106,11 +104,7 @@ fn rpc_err(
     object: impl Into<String>,
 ) -> impl FnOnce(tonic::Status) -> ClientError {
     let object = object.into();
-    move |source| ClientError::Rpc {
-        rpc,
-        object,
-        source,
-    }
+    move |cause| ClientError::Rpc { rpc, object, cause }
 }
 
 impl CriClient {
@@ -149,9 +143,9 @@ impl CriClient {
                 version: "v1".into(),
             })
             .await
-            .map_err(|source| ClientError::NotCri {
+            .map_err(|cause| ClientError::NotCri {
                 endpoint: endpoint.to_string(),
-                source,
+                cause,
             })?
             .into_inner();
         let version = RuntimeVersion {

@@ -17,12 +17,11 @@ pub struct ProcMem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcError {
-    #[error("read /proc/{pid}/{file}: {source}")]
+    #[error("read /proc/{pid}/{file}: {cause}")]
     Read {
         pid: i32,
         file: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("/proc/{pid}/{file}: no {field} field")]
     Missing {
@@ -33,10 +32,10 @@ pub enum ProcError {
 }
 
 fn read(pid: i32, file: &'static str) -> Result<String, ProcError> {
-    fs::read_to_string(format!("/proc/{pid}/{file}")).map_err(|source| ProcError::Read {
+    fs::read_to_string(format!("/proc/{pid}/{file}")).map_err(|cause| ProcError::Read {
         pid,
         file,
-        source,
+        cause,
     })
 }
 

@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 
-use husk_runtime::cgroups::{self, CgroupManager};
+use husk_cgroups::{self as cgroups, CgroupManager};
 use husk_tests::cgroup::TestCgroup;
 use oci_spec::runtime::LinuxResources;
 

@@ -56,12 +56,12 @@ impl Default for HelperEnv {
 pub enum HelperError {
     #[error("credential helper {program} (for {server}): not found in PATH")]
     NotInstalled { program: String, server: String },
-    #[error("credential helper {program} (for {server}): cannot run {path}: {source}")]
+    #[error("credential helper {program} (for {server}): cannot run {path}: {cause}")]
     Spawn {
         program: String,
         server: String,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("credential helper {program} (for {server}): no answer within {timeout:?}; killed")]
     Timeout {
@@ -120,11 +120,11 @@ pub fn get(env: &HelperEnv, name: &str, server: &str) -> Result<Option<Credentia
         });
     };
     let run = run(&path, server, env.timeout).map_err(|e| match e {
-        RunError::Spawn(source) => HelperError::Spawn {
+        RunError::Spawn(cause) => HelperError::Spawn {
             program: program.clone(),
             server: server.into(),
             path: path.clone(),
-            source,
+            cause,
         },
         RunError::Timeout => HelperError::Timeout {
             program: program.clone(),

@@ -12,10 +12,10 @@ use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostsError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: invalid hosts.toml: {message}")]
     Toml { path: PathBuf, message: String },
@@ -191,9 +191,9 @@ pub fn endpoints(config_path: Option<&Path>, host: &str) -> Result<Vec<Endpoint>
             headers: BTreeMap::new(),
         }]);
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| HostsError::Io {
+    let text = std::fs::read_to_string(&path).map_err(|cause| HostsError::Io {
         path: path.clone(),
-        source,
+        cause,
     })?;
     let parsed: HostsFile = toml::from_str(&text).map_err(|e| HostsError::Toml {
         path: path.clone(),

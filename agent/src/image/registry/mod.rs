@@ -44,13 +44,16 @@ pub struct RegistryConfig {
     pub helpers: HelperEnv,
 }
 
+/// Why talking to a registry failed. Causes are part of the message (`cause`,
+/// never a `#[source]`), printed once: the text alone travels on (into
+/// [`RegistryError::AllEndpoints`], a pull's failure).
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("registry {registry}: cannot reach {url}: {source}")]
+    #[error("registry {registry}: cannot reach {url}: {}", with_causes(.cause))]
     Unreachable {
         registry: String,
         url: String,
-        source: reqwest::Error,
+        cause: reqwest::Error,
     },
     #[error("registry {registry}: {what} not found in repository {repository}")]
     NotFound {
@@ -218,10 +221,10 @@ impl Session {
             let resp = req
                 .send()
                 .await
-                .map_err(|source| RegistryError::Unreachable {
+                .map_err(|cause| RegistryError::Unreachable {
                     registry: self.registry.clone(),
                     url: url.clone(),
-                    source,
+                    cause,
                 })?;
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !tried_auth {
@@ -457,10 +460,10 @@ impl Session {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|source| RegistryError::Unreachable {
+            .map_err(|cause| RegistryError::Unreachable {
                 registry: self.registry.clone(),
                 url: url.clone(),
-                source,
+                cause,
             })?
         {
             out.extend_from_slice(&chunk);
@@ -474,6 +477,22 @@ impl Session {
         }
         Ok(out)
     }
+}
+
+/// reqwest's error and its sources on one line: its own message ("error
+/// sending request for url") leaves the reason (refused, DNS, TLS) to them.
+fn with_causes(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = std::error::Error::source(e);
+    while let Some(c) = next {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = c.source();
+    }
+    out
 }
 
 fn snippet(body: &str) -> String {

@@ -25,28 +25,28 @@ pub enum ConntrackError {
     #[error("NETLINK_NETFILTER socket: {0}")]
     Socket(nix::Error),
     /// Sending or receiving failed.
-    #[error("ctnetlink {what}: {source}")]
+    #[error("ctnetlink {what}: {cause}")]
     Io {
         /// The request.
         what: &'static str,
         /// The errno.
-        source: nix::Error,
+        cause: nix::Error,
     },
     /// The kernel refused a request (e.g. no nf_conntrack_netlink).
-    #[error("ctnetlink {what}: the kernel answered {source}")]
+    #[error("ctnetlink {what}: the kernel answered {cause}")]
     Kernel {
         /// The request.
         what: &'static str,
         /// The kernel's errno.
-        source: nix::Error,
+        cause: nix::Error,
     },
     /// The kernel's answer could not be decoded.
-    #[error("ctnetlink {what}: {source}")]
+    #[error("ctnetlink {what}: {cause}")]
     Wire {
         /// The request.
         what: &'static str,
         /// What was wrong.
-        source: WireError,
+        cause: WireError,
     },
 }
 
@@ -94,7 +94,7 @@ impl Conntrack {
         self.seq = self.seq.wrapping_add(1);
         let msg = req(self.seq);
         send(self.fd.as_raw_fd(), &msg, MsgFlags::empty())
-            .map_err(|source| ConntrackError::Io { what, source })?;
+            .map_err(|cause| ConntrackError::Io { what, cause })?;
         Ok(self.seq)
     }
 
@@ -108,14 +108,14 @@ impl Conntrack {
         loop {
             // MSG_TRUNC: the datagram's real length, to detect a short buffer.
             let n = recv(self.fd.as_raw_fd(), &mut self.buf, MsgFlags::MSG_TRUNC)
-                .map_err(|source| ConntrackError::Io { what, source })?;
+                .map_err(|cause| ConntrackError::Io { what, cause })?;
             if n > self.buf.len() {
                 return Err(ConntrackError::Io {
                     what,
-                    source: errno(libc::EMSGSIZE),
+                    cause: errno(libc::EMSGSIZE),
                 });
             }
-            let wire_err = |source| ConntrackError::Wire { what, source };
+            let wire_err = |cause| ConntrackError::Wire { what, cause };
             for m in wire::messages(&self.buf[..n]).map_err(wire_err)? {
                 if m.seq != seq {
                     continue;
@@ -133,7 +133,7 @@ impl Conntrack {
         let seq = self.send(WHAT, |s| wire::dump_request(family as i32 as u8, s))?;
         let mut flows = Vec::new();
         self.recv_until(WHAT, seq, |m| {
-            let wire_err = |source| ConntrackError::Wire { what: WHAT, source };
+            let wire_err = |cause| ConntrackError::Wire { what: WHAT, cause };
             match m.ty {
                 _ if m.is_entry() => {
                     flows.push(wire::parse_flow(m.payload).map_err(wire_err)?);
@@ -143,7 +143,7 @@ impl Conntrack {
                     0 => Ok(Some(())),
                     e => Err(ConntrackError::Kernel {
                         what: WHAT,
-                        source: errno(e),
+                        cause: errno(e),
                     }),
                 },
                 _ => Ok(None),
@@ -163,13 +163,13 @@ impl Conntrack {
             }
             match m
                 .errno()
-                .map_err(|source| ConntrackError::Wire { what: WHAT, source })?
+                .map_err(|cause| ConntrackError::Wire { what: WHAT, cause })?
             {
                 0 => Ok(Some(true)),
                 libc::ENOENT => Ok(Some(false)),
                 e => Err(ConntrackError::Kernel {
                     what: WHAT,
-                    source: errno(e),
+                    cause: errno(e),
                 }),
             }
         })

@@ -1,5 +1,9 @@
 //! Device rules (`linux.resources.devices`): validation shared by both layouts,
-//! the v1 `devices.allow`/`devices.deny` lines, and runc's default allow list.
+//! the v1 `devices.allow`/`devices.deny` lines, and a container's whole device
+//! policy (deny-all, the spec's rules, runc's default allow list).
+//!
+//! The managers apply exactly the rules they are given (a pod-level cgroup
+//! needs none); [`container_resources`] is what makes a container default-deny.
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
@@ -131,15 +135,40 @@ pub fn rules(list: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>, CgroupError> {
         .collect()
 }
 
-/// `resources` with runc's default allow list appended to its device rules,
-/// as runc's specconv does before the cgroup manager sees them: a spec that
-/// denies everything (as `husk spec` and `runc spec` write) still lets the
-/// container use /dev/null and friends. The manager itself applies exactly
-/// the rules it is given. Resources without device rules are left as they are.
-pub fn with_default_devices(resources: &LinuxResources) -> LinuxResources {
-    let mut out = resources.clone();
-    if let Some(list) = out.devices_mut() {
-        list.extend(runc_default_rules().iter().map(Rule::to_spec));
+/// The device rules every container gets, assembled as runc does: deny
+/// everything first, then the spec's `linux.resources.devices` in order, then
+/// runc's default allow list ([`runc_default_rules`]).
+///
+/// The leading deny-all is what keeps a spec without a deny rule (resources
+/// absent, `{}`, only a memory limit, only allow rules) from leaving the
+/// container with every device of the host: it could otherwise mknod the
+/// host's disk and read it. A spec that allows everything (`{"allow": true}`,
+/// a privileged container) still can, since later rules win.
+pub fn container_rules(spec: Option<&[LinuxDeviceCgroup]>) -> Result<Vec<Rule>, CgroupError> {
+    let mut out = vec![Rule {
+        allow: false,
+        kind: 'a',
+        major: None,
+        minor: None,
+        access: ACC_ALL,
+    }];
+    out.extend(rules(spec.unwrap_or_default())?);
+    out.extend(runc_default_rules());
+    Ok(out)
+}
+
+/// `resources` (none counts as empty) with the device rules replaced by the
+/// container's whole device policy ([`container_rules`]), as spec entries:
+/// what a container's cgroup is set with at create, so that the managers,
+/// which apply exactly the rules they are given, start it from deny-all.
+///
+/// Invalid device rules are left in place for the manager's validation to
+/// refuse with the field named.
+pub fn container_resources(resources: Option<&LinuxResources>) -> LinuxResources {
+    let mut out = resources.cloned().unwrap_or_default();
+    let policy = container_rules(out.devices().as_deref());
+    if let Ok(all) = policy {
+        out.set_devices(Some(all.iter().map(Rule::to_spec).collect()));
     }
     out
 }
@@ -213,23 +242,105 @@ mod default_device_tests {
         assert_eq!(rules(&spec).expect("valid"), defaults);
     }
 
+    fn spec(json: &str) -> LinuxResources {
+        serde_json::from_str(json).expect("resources json")
+    }
+
+    fn policy(r: Option<&LinuxResources>) -> Vec<Rule> {
+        let out = container_resources(r);
+        rules(out.devices().as_ref().expect("device rules are always set")).expect("valid")
+    }
+
+    const DISK: (u32, u32) = (8, 0);
+
     #[test]
-    fn defaults_follow_the_spec_rules_and_only_when_there_are_rules() {
-        let deny_all: LinuxDeviceCgroup =
-            serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).expect("json");
-        let mut r = LinuxResources::default();
-        assert!(with_default_devices(&r).devices().is_none());
-        r.set_devices(Some(vec![deny_all]));
-        let all = rules(
-            with_default_devices(&r)
-                .devices()
-                .as_ref()
-                .expect("devices"),
-        )
-        .expect("ok");
-        assert!(!all[0].allow, "the spec's rule comes first");
-        // Last match wins: /dev/null (c 1:3) is allowed, /dev/mem (c 1:1) is not.
-        assert!(decide(&all, 'c', 1, 3, ACC_READ | ACC_WRITE));
-        assert!(!decide(&all, 'c', 1, 1, ACC_READ));
+    fn without_a_deny_rule_the_container_still_starts_from_deny_all() {
+        let cases = [
+            ("resources absent", None),
+            ("{}", Some(spec("{}"))),
+            (
+                "only a memory limit",
+                Some(spec(r#"{"memory":{"limit":33554432}}"#)),
+            ),
+            ("no device rules", Some(spec(r#"{"devices":[]}"#))),
+            (
+                "only allow rules",
+                Some(spec(
+                    r#"{"devices":[{"allow":true,"type":"c","major":10,"minor":200,"access":"rw"}]}"#,
+                )),
+            ),
+        ];
+        for (what, r) in &cases {
+            let all = policy(r.as_ref());
+            let (maj, min) = DISK;
+            assert!(
+                !decide(&all, 'b', maj, min, ACC_READ),
+                "{what}: disk readable"
+            );
+            assert!(
+                !decide(&all, 'c', 1, 1, ACC_READ),
+                "{what}: /dev/mem readable"
+            );
+            assert!(
+                decide(&all, 'b', maj, min, ACC_MKNOD),
+                "{what}: mknod is runc's default"
+            );
+            for (maj, min) in [
+                (1, 3),
+                (1, 5),
+                (1, 7),
+                (1, 8),
+                (1, 9),
+                (5, 0),
+                (5, 2),
+                (136, 4),
+            ] {
+                assert!(
+                    decide(&all, 'c', maj, min, ACC_READ | ACC_WRITE),
+                    "{what}: default device c {maj}:{min} refused"
+                );
+            }
+        }
+        let allow_rule = policy(cases[4].1.as_ref());
+        assert!(decide(&allow_rule, 'c', 10, 200, ACC_READ | ACC_WRITE));
+    }
+
+    #[test]
+    fn spec_rules_come_between_the_deny_all_and_the_defaults() {
+        let r = spec(
+            r#"{"devices":[{"allow":false,"access":"rwm"},
+                           {"allow":true,"type":"b","major":8,"minor":0,"access":"r"},
+                           {"allow":false,"type":"c","major":1,"minor":3,"access":"rwm"}]}"#,
+        );
+        let all = policy(Some(&r));
+        assert_eq!(all[0].kind, 'a');
+        assert!(!all[0].allow);
+        assert!(
+            decide(&all, 'b', 8, 0, ACC_READ),
+            "the spec may allow a disk"
+        );
+        assert!(!decide(&all, 'b', 8, 0, ACC_WRITE));
+        // runc appends its defaults after the spec: they win over a spec deny.
+        assert!(decide(&all, 'c', 1, 3, ACC_READ));
+        // A privileged spec (allow all) still gets everything.
+        let all = policy(Some(&spec(
+            r#"{"devices":[{"allow":true,"access":"rwm"}]}"#,
+        )));
+        assert!(decide(&all, 'b', 8, 0, ACC_READ | ACC_WRITE));
+    }
+
+    #[test]
+    fn v1_writes_start_with_deny_all() {
+        let all = policy(None);
+        assert_eq!((all[0].allow, all[0].v1_line()), (false, "a".to_string()));
+        assert!(all[1..].iter().all(|r| r.allow));
+    }
+
+    #[test]
+    fn invalid_spec_rules_are_left_for_validation() {
+        let r = spec(r#"{"devices":[{"allow":true,"type":"c","access":"rwx"}]}"#);
+        let out = container_resources(Some(&r));
+        assert_eq!(out.devices(), r.devices());
+        assert!(rules(out.devices().as_ref().expect("kept")).is_err());
     }
 }

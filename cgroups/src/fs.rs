@@ -10,7 +10,44 @@ use super::CgroupError;
 /// Write `value` to `dir/file` (one write(2), as the kernel expects).
 pub fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
     let path = dir.join(file);
-    fs::write(&path, value).map_err(|e| CgroupError::io(path, "write", e))
+    write_existing(&path, value).map_err(|e| CgroupError::io(path, "write", e))
+}
+
+/// Write into a file that must already exist: cgroup files always do, and a
+/// missing one means `dir` is not a cgroup (creating a plain file there would
+/// only leave litter behind).
+pub fn write_existing(path: &Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(value.as_bytes())
+}
+
+/// The whole of a /proc file, read with large reads.
+///
+/// procfs reports a size of 0, so `fs::read_to_string` probes with 32-byte
+/// reads and grows from there; each short read makes the kernel render the
+/// seq_file again from the top. One 16 KiB buffer reads a typical mountinfo
+/// in one call (and so as one consistent snapshot).
+pub fn read_proc(path: impl AsRef<Path>) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut f = fs::File::open(path)?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))
 }
 
 /// The contents of `dir/file`.
@@ -217,7 +254,7 @@ pub fn wait_until(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cgroups::layout::Layout;
+    use crate::layout::Layout;
 
     /// A writable cgroup hierarchy of this host (needs root).
     fn hierarchy() -> PathBuf {
@@ -234,7 +271,7 @@ mod tests {
 
     #[test]
     fn nested_cgroups_are_made_top_down_and_removed_bottom_up() {
-        let top = hierarchy().join(format!("husk-fs-test-{}", std::process::id()));
+        let top = hierarchy().join(format!("husk-test-fs-{}", std::process::id()));
         let leaf = top.join("a/b/c");
         let mut order = Vec::new();
         let made = create_dirs(&leaf, |d| {

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use crate::cgroups::stats::{BlkioEntry, Hugetlb, Stats, parse_list};
-use crate::cgroups::{CgroupError, fs};
+use crate::stats::{BlkioEntry, Hugetlb, Stats, parse_list};
+use crate::{CgroupError, fs};
 
 /// The statistics of the cgroup at `dir`; controllers that are not enabled
 /// there are left at zero.

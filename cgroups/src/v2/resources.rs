@@ -7,8 +7,8 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
-use crate::cgroups::CgroupError;
-use crate::cgroups::convert::{self, Write};
+use crate::CgroupError;
+use crate::convert::{self, Write};
 
 const R: &str = "linux.resources";
 
@@ -414,7 +414,7 @@ pub fn controller_of(file: &str) -> Option<&str> {
 /// The controllers available to children of `dir` — those listed in its
 /// `cgroup.controllers`.
 pub fn available_controllers(dir: &Path) -> Vec<String> {
-    crate::cgroups::fs::read(dir, "cgroup.controllers")
+    crate::fs::read(dir, "cgroup.controllers")
         .map(|s| s.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default()
 }

@@ -10,8 +10,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use crate::cgroups::CgroupError;
-use crate::cgroups::devices::Rule;
+use crate::CgroupError;
+use crate::devices::Rule;
 
 /// One eBPF instruction (`struct bpf_insn`).
 #[repr(C)]
@@ -68,7 +68,7 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
             'c' => block.push((insn(JNE_K, 2, 0, 0, DEV_CHAR), true)),
             _ => {}
         }
-        if r.access != crate::cgroups::devices::ACC_ALL || !r.allow {
+        if r.access != crate::devices::ACC_ALL || !r.allow {
             block.push((insn(ALU32_MOV_X, 1, 3, 0, 0), false));
             block.push((insn(ALU32_AND_K, 1, 0, 0, r.access as i32), false));
             if r.allow {
@@ -181,10 +181,10 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<i64> {
 }
 
 fn err<'a>(dir: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> CgroupError + 'a {
-    move |source| CgroupError::Bpf {
+    move |cause| CgroupError::Bpf {
         path: dir.to_path_buf(),
         op,
-        source,
+        cause,
     }
 }
 
@@ -211,7 +211,7 @@ fn load(dir: &Path, insns: &[Insn]) -> Result<OwnedFd, CgroupError> {
             Err(CgroupError::Bpf {
                 path: dir.to_path_buf(),
                 op: "load program",
-                source: io::Error::new(e.kind(), format!("{e}: {msg}")),
+                cause: io::Error::new(e.kind(), format!("{e}: {msg}")),
             })
         }
     }
@@ -289,7 +289,7 @@ pub fn install(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cgroups::devices::{self, ACC_MKNOD, ACC_READ, ACC_WRITE};
+    use crate::devices::{self, ACC_MKNOD, ACC_READ, ACC_WRITE};
 
     /// Run the program on one access with a tiny interpreter of the opcodes it uses.
     fn run(p: &[Insn], kind: i32, access: u32, major: u32, minor: u32) -> bool {

@@ -24,15 +24,15 @@ pub fn write_one(dir: &Path, w: &Write) -> Result<(), CgroupError> {
             format!("{} does not exist", path.display()),
         ));
     }
-    std::fs::write(&path, &w.value).map_err(|source| {
-        if source.kind() == ErrorKind::NotFound {
+    super::fs::write_existing(&path, &w.value).map_err(|cause| {
+        if cause.kind() == ErrorKind::NotFound {
             CgroupError::unsupported(&w.field, format!("{} does not exist", path.display()))
         } else {
             CgroupError::Write {
                 field: w.field.clone(),
                 value: w.value.clone(),
                 path,
-                source,
+                cause,
             }
         }
     })

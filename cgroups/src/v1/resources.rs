@@ -2,9 +2,9 @@
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
-use crate::cgroups::CgroupError;
-use crate::cgroups::convert::{self, Write};
-use crate::cgroups::devices;
+use crate::CgroupError;
+use crate::convert::{self, Write};
+use crate::devices;
 
 const R: &str = "linux.resources";
 

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use crate::cgroups::stats::{BlkioEntry, Hugetlb, MemoryEntry, Stats, parse_list};
-use crate::cgroups::{CgroupError, fs};
+use crate::stats::{BlkioEntry, Hugetlb, MemoryEntry, Stats, parse_list};
+use crate::{CgroupError, fs};
 
 use super::V1Manager;
 

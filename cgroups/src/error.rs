@@ -5,7 +5,9 @@ use std::path::PathBuf;
 /// Everything that can go wrong placing a container in a cgroup or limiting it.
 ///
 /// Input errors name the spec field (`linux.cgroupsPath`,
-/// `linux.resources.memory.limit`); host errors name the cgroup file.
+/// `linux.resources.memory.limit`); host errors name the cgroup file. Causes
+/// are part of the message (`cause`, never a `#[source]`), printed once, like
+/// the runtime's own leaf errors.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     /// `slice:prefix:name` paths need the systemd driver, which husk does not have.
@@ -29,31 +31,28 @@ pub enum CgroupError {
     Unsupported { field: String, reason: String },
 
     /// Reading or writing a cgroup file or directory failed.
-    #[error("cgroup {}: {op}: {source}", path.display())]
+    #[error("cgroup {}: {op}: {cause}", path.display())]
     Io {
         path: PathBuf,
         op: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// Writing a limit into its cgroup file failed.
-    #[error("{field}: write {value:?} to {}: {source}", path.display())]
+    #[error("{field}: write {value:?} to {}: {cause}", path.display())]
     Write {
         field: String,
         value: String,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// Building, loading or attaching the cgroup v2 device eBPF program failed.
-    #[error("cgroup {}: device filter: {op}: {source}", path.display())]
+    #[error("cgroup {}: device filter: {op}: {cause}", path.display())]
     Bpf {
         path: PathBuf,
         op: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// An operation that waits for the kernel (freeze, kill) did not finish in time.
@@ -66,11 +65,11 @@ pub enum CgroupError {
 }
 
 impl CgroupError {
-    pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, cause: std::io::Error) -> Self {
         CgroupError::Io {
             path: path.into(),
             op,
-            source,
+            cause,
         }
     }
 

@@ -1,4 +1,9 @@
-//! Cgroup management: one `CgroupManager` per hierarchy layout (v2 unified, v1/hybrid).
+//! husk-cgroups: the cgroup manager shared by the `husk` runtime (container
+//! cgroups) and husklet (the pod hierarchy), one `CgroupManager` per
+//! hierarchy layout (v2 unified, v1/hybrid).
+//!
+//! Kept light, since it is linked into the small static `husk`: libc,
+//! oci-spec, serde, thiserror and tracing, all of which it links anyway.
 //!
 //! [`open`] detects the host's layout once, resolves `linux.cgroupsPath` the way
 //! runc's cgroupfs driver does, and returns the manager for that layout. It
@@ -6,6 +11,10 @@
 //! the container's first process in, [`CgroupManager::set`] writes the limits.
 //! Call [`CgroupManager::validate`] before creating anything, so that bad
 //! resources are refused while the host is still untouched.
+//!
+//! The managers apply exactly the device rules they are given; a container's
+//! cgroup should get [`devices::container_resources`], which starts from
+//! deny-all as runc does.
 
 mod apply_writes;
 mod convert;
