@@ -62,6 +62,8 @@ pub struct Config {
     pub max_queued: usize,
     /// The largest DATA frame written.
     pub max_data_frame: usize,
+    /// Open streams the peer may have at once; more are refused (REFUSED_STREAM).
+    pub max_streams: usize,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             max_buffered: 256 * 1024,
             max_queued: 256 * 1024,
             max_data_frame: 32 * 1024,
+            max_streams: 1000,
         }
     }
 }
@@ -448,10 +451,11 @@ fn handle_frame(shared: &Arc<Shared>, frame: Frame) -> Result<Option<u32>, Strin
                 });
             } else {
                 st.last_remote_id = id;
+                let full = st.streams.len() >= shared.config.max_streams;
                 let accept = st
                     .accept_tx
                     .clone()
-                    .filter(|_| !st.goaway_sent && !st.closing);
+                    .filter(|_| !st.goaway_sent && !st.closing && !full);
                 match accept {
                     None => st.queue.push_back(Frame::RstStream {
                         stream_id: id,

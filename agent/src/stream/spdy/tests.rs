@@ -435,3 +435,22 @@ async fn a_closed_session_lets_go_of_a_peer_that_never_closes() {
     assert!(res.is_ok(), "the server still holds the connection open");
     drop(a);
 }
+
+#[tokio::test]
+async fn streams_beyond_the_limit_are_refused() {
+    let config = Config {
+        max_streams: 2,
+        ..Config::default()
+    };
+    let ((client, _), (_server, mut incoming)) = pair(config);
+    let a = client.open(Headers::new(), false).expect("open");
+    let b = client.open(Headers::new(), false).expect("open");
+    let c = client.open(Headers::new(), false).expect("open");
+    let (_a, _b) = (incoming.accept().await, incoming.accept().await);
+    let refused = c.wait_reply().await;
+    assert!(
+        matches!(refused, Err(super::SessionError::Reset(_, 3))),
+        "third stream: {refused:?}"
+    );
+    drop((a, b));
+}
