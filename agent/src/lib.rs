@@ -3,3 +3,4 @@
 pub mod cri;
 pub mod image;
 pub mod sandbox;
+pub mod stream;
