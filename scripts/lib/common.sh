@@ -46,15 +46,18 @@ ensure_rust() {
 }
 
 # The Kubernetes client binaries the CRI tests drive (crictl, ...), unpacked
-# into $HUSK_K8S_BIN (default build/k8s) from $HUSK_K8S_TOOLS (default
-# ../shared/tools next to the repo) when that exists; else those tests skip.
+# into $HUSK_K8S_BIN (default build/k8s) from $HUSK_K8S_TOOLS, else from
+# ../shared/tools next to the repo or the development machines' /work/shared/tools;
+# without them those tests skip (kind k8s-tools) and the skip summary says so.
 ensure_k8s_tools() {
-  local src="${HUSK_K8S_TOOLS:-$HUSK_REPO/../shared/tools}"
-  if [ ! -x "$src/unpack" ]; then
-    log "no $src/unpack: the crictl tests will skip (set HUSK_K8S_BIN to a dir with crictl)"
-    return 0
-  fi
-  "$src/unpack" "${HUSK_K8S_BIN:-$HUSK_BUILD/k8s}" >/dev/null
+  local src
+  for src in "${HUSK_K8S_TOOLS:-}" "$HUSK_REPO/../shared/tools" /work/shared/tools; do
+    if [ -n "$src" ] && [ -x "$src/unpack" ]; then
+      "$src/unpack" "${HUSK_K8S_BIN:-$HUSK_BUILD/k8s}" >/dev/null
+      return 0
+    fi
+  done
+  log "no Kubernetes tools found (set HUSK_K8S_TOOLS, or HUSK_K8S_BIN to a dir with crictl): the crictl tests will skip"
 }
 
 # Everything the project needs on a fresh Debian 12 machine.

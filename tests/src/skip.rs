@@ -8,7 +8,9 @@
 //! host should not have (`scripts/lib/skip-report`).
 //!
 //! Kinds: `root`, `cgroup-v1`, `cgroup-v2`, `husk-only` (a husk-specific check
-//! while another runtime is under test), `tool` (a peer program is missing).
+//! while another runtime is under test), `tool` (a peer program is missing),
+//! `k8s-tools` (the Kubernetes client binaries are not unpacked: allowed
+//! only when they are absent).
 
 use std::io::Write as _;
 

@@ -12,7 +12,7 @@ macro_rules! require_crictl {
         require_root!();
         if crictl_path().is_none() {
             skip!(
-                "tool",
+                "k8s-tools",
                 "crictl not found in {} (set HUSK_K8S_BIN, or run the setup that unpacks it)",
                 husk_tests::cri::k8s_bin_dir().display()
             );

@@ -3,8 +3,8 @@
 //! answers Version, Exec, Attach and PortForward with URLs on the test
 //! server of [`super::tests`], which runs commands with `sh -c` on the host.
 //!
-//! crictl is unpacked from the shared tools (`../shared/tools/unpack
-//! build/k8s`) or named by `HUSK_CRICTL`.
+//! crictl is found in `$HUSK_K8S_BIN` (default `build/k8s`, where the
+//! setup unpacks it); without it these tests skip visibly (`k8s-tools`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -111,25 +111,19 @@ fake_runtime! {
     runtime_config(RuntimeConfigRequest) -> RuntimeConfigResponse;
 }
 
-fn crictl() -> PathBuf {
-    if let Some(p) = std::env::var_os("HUSK_CRICTL") {
-        return PathBuf::from(p);
-    }
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin = ws.join("build/k8s/crictl");
-    let unpack = ws.join("../shared/tools/unpack");
-    if !bin.exists() && unpack.exists() {
-        let ok = std::process::Command::new(&unpack)
-            .arg(ws.join("build/k8s"))
-            .status();
-        assert!(ok.is_ok_and(|s| s.success()), "{} failed", unpack.display());
-    }
-    assert!(
-        bin.exists(),
-        "crictl not found: set HUSK_CRICTL or provide {}",
-        unpack.display()
-    );
-    bin
+/// The real crictl (`$HUSK_K8S_BIN/crictl`, unpacked there by the setup), or
+/// a visible skip of the calling test.
+macro_rules! crictl_or_skip {
+    () => {
+        match husk_tests::cri::crictl_path() {
+            Some(p) => p,
+            None => husk_tests::skip!(
+                "k8s-tools",
+                "crictl not found in {} (set HUSK_K8S_BIN, or run the setup that unpacks it)",
+                husk_tests::cri::k8s_bin_dir().display()
+            ),
+        }
+    };
 }
 
 /// Starts the stream test server and a fake CRI on a unix socket; returns the endpoint.
@@ -150,11 +144,12 @@ async fn fake_cri(dir: &Path) -> String {
 }
 
 async fn run_crictl(
+    crictl: &Path,
     endpoint: &str,
     args: &[&str],
     stdin: Option<&[u8]>,
 ) -> (i32, Vec<u8>, Vec<u8>) {
-    let mut child = tokio::process::Command::new(crictl())
+    let mut child = tokio::process::Command::new(crictl)
         .args([
             "--runtime-endpoint",
             endpoint,
@@ -186,9 +181,11 @@ async fn run_crictl(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crictl_exec_over_spdy_exit_codes_and_stdin() {
+    let crictl = crictl_or_skip!();
     let dir = tempfile::tempdir().expect("tempdir");
     let ep = fake_cri(dir.path()).await;
     let (code, out, err) = run_crictl(
+        &crictl,
         &ep,
         &["exec", "c1", "sh", "-c", "echo hello; echo oops >&2"],
         None,
@@ -203,7 +200,8 @@ async fn crictl_exec_over_spdy_exit_codes_and_stdin() {
         } else {
             format!("exit {want}")
         };
-        let (code, _, err) = run_crictl(&ep, &["exec", "c1", "sh", "-c", &script], None).await;
+        let (code, _, err) =
+            run_crictl(&crictl, &ep, &["exec", "c1", "sh", "-c", &script], None).await;
         // crictl 1.26 exits 1 on any failure but names the code client-go
         // decoded from the v4 status (NonZeroExitCode / ExitCode cause).
         let err = String::from_utf8_lossy(&err);
@@ -217,28 +215,36 @@ async fn crictl_exec_over_spdy_exit_codes_and_stdin() {
     let data: Vec<u8> = (0..4 * 1024 * 1024u32)
         .map(|i| b'a' + (i % 26) as u8)
         .collect();
-    let (code, out, err) =
-        run_crictl(&ep, &["exec", "-i", "c1", "sh", "-c", "cat"], Some(&data)).await;
+    let (code, out, err) = run_crictl(
+        &crictl,
+        &ep,
+        &["exec", "-i", "c1", "sh", "-c", "cat"],
+        Some(&data),
+    )
+    .await;
     assert_eq!(code, 0, "stderr: {}", String::from_utf8_lossy(&err));
     assert!(out == data, "{} bytes back of {}", out.len(), data.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crictl_attach_over_spdy() {
+    let crictl = crictl_or_skip!();
     let dir = tempfile::tempdir().expect("tempdir");
     let ep = fake_cri(dir.path()).await;
     // The fake Attach URL serves `cat` with stdin, standing in for a container's console.
-    let (code, out, err) = run_crictl(&ep, &["attach", "-i", "c1"], Some(b"attached\n")).await;
+    let (code, out, err) =
+        run_crictl(&crictl, &ep, &["attach", "-i", "c1"], Some(b"attached\n")).await;
     assert_eq!(code, 0, "stderr: {}", String::from_utf8_lossy(&err));
     assert_eq!(out, b"attached\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crictl_port_forward_over_spdy() {
+    let crictl = crictl_or_skip!();
     let dir = tempfile::tempdir().expect("tempdir");
     let ep = fake_cri(dir.path()).await;
     let target = echo_server().await;
-    let mut child = tokio::process::Command::new(crictl())
+    let mut child = tokio::process::Command::new(&crictl)
         .args([
             "--runtime-endpoint",
             &ep,
