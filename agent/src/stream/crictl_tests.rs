@@ -6,7 +6,7 @@
 //! crictl is found in `$HUSK_K8S_BIN` (default `build/k8s`, where the
 //! setup unpacks it); without it these tests skip visibly (`k8s-tools`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
