@@ -24,8 +24,6 @@ pub mod websocket;
 #[cfg(test)]
 mod crictl_tests;
 #[cfg(test)]
-mod h2_authority;
-#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod ws_tests;
