@@ -726,3 +726,129 @@ fn concurrent_stops_and_removes_of_one_pod_all_succeed_and_leave_nothing() {
         0
     );
 }
+
+#[test]
+fn oversized_labels_and_annotations_are_refused_and_change_nothing() {
+    require_root!();
+    let node = CriNode::start();
+    rt().block_on(async {
+        let mut c = connect(&node).await;
+        let good = pod_config(&node, "l1");
+        let before = snapshot(&node);
+
+        // 1 MiB in one label value; 300 KiB of annotations (over Kubernetes' 256 KiB).
+        let mut big_label = pod_config(&node, "l2");
+        big_label
+            .labels
+            .insert("big".into(), "x".repeat(1024 * 1024));
+        let big_annotations: HashMap<String, String> = (0..3)
+            .map(|i| (format!("example.com/a{i}"), "y".repeat(100 * 1024)))
+            .collect();
+        let mut big_ann = pod_config(&node, "l3");
+        big_ann.annotations = big_annotations.clone();
+        for (config, field) in [
+            (big_label, "config.labels[\"big\"]: value is 1048576 bytes"),
+            (big_ann, "config.annotations: 307242 bytes"),
+        ] {
+            let r =
+                c.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: String::new(),
+                })
+                .await;
+            expect_err(r, Code::InvalidArgument, field);
+        }
+        assert_eq!(
+            snapshot(&node),
+            before,
+            "a refused sandbox changed the node"
+        );
+
+        // The same limits on CreateContainer, in a pod that is fine.
+        let pod =
+            c.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(good.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let before = snapshot(&node);
+        let mut big_label = ctr_config("c2", "sleep 100");
+        big_label
+            .labels
+            .insert("big".into(), "x".repeat(1024 * 1024));
+        let mut big_ann = ctr_config("c3", "sleep 100");
+        big_ann.annotations = big_annotations;
+        for (config, field) in [
+            (big_label, "config.labels[\"big\"]: value is 1048576 bytes"),
+            (big_ann, "config.annotations: 307242 bytes"),
+        ] {
+            let r =
+                c.rt.create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(config),
+                    sandbox_config: Some(good.clone()),
+                })
+                .await;
+            expect_err(r, Code::InvalidArgument, field);
+        }
+        assert_eq!(
+            snapshot(&node),
+            before,
+            "a refused container changed the node"
+        );
+
+        // 100 KiB of annotations is within the limit, end to end.
+        let mut fine = ctr_config("c4", "sleep 100");
+        fine.annotations = HashMap::from([("example.com/big".to_string(), "z".repeat(100 * 1024))]);
+        let ctr =
+            c.rt.create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(fine),
+                sandbox_config: Some(good.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        c.rt.start_container(cri::StartContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .unwrap();
+        let st =
+            c.rt.container_status(cri::ContainerStatusRequest {
+                container_id: ctr.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.state, cri::ContainerState::ContainerRunning as i32);
+        assert_eq!(st.annotations["example.com/big"].len(), 100 * 1024);
+        // The runtime has them too: husk's state carries the OCI annotations.
+        let out = std::process::Command::new(husk_tests::bins::bin("husk"))
+            .arg("--root")
+            .arg(node.state().join("runtime"))
+            .args(["state", &ctr])
+            .output()
+            .expect("run husk state");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("state json");
+        assert_eq!(
+            state["annotations"]["example.com/big"]
+                .as_str()
+                .map(str::len),
+            Some(100 * 1024),
+            "husk state has no example.com/big annotation"
+        );
+    });
+}

@@ -23,6 +23,7 @@ pub mod exec;
 pub mod filter;
 pub mod grpc;
 pub mod images;
+pub mod limits;
 pub mod pods;
 pub mod record;
 pub mod runtime;
