@@ -30,6 +30,7 @@ pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod spec;
+pub mod stats;
 
 pub use config::CriConfig;
 pub use error::CriError;

@@ -339,6 +339,20 @@ impl RuntimeService for Cri {
         self.status_of(&req.container_id, req.verbose)
     }
 
+    async fn container_stats(
+        &self,
+        req: cri::ContainerStatsRequest,
+    ) -> CriResult<cri::ContainerStatsResponse> {
+        self.container_stats_of(&req.container_id).await
+    }
+
+    async fn list_container_stats(
+        &self,
+        req: cri::ListContainerStatsRequest,
+    ) -> CriResult<cri::ListContainerStatsResponse> {
+        self.list_container_stats_of(req.filter).await
+    }
+
     async fn reopen_container_log(
         &self,
         req: cri::ReopenContainerLogRequest,
