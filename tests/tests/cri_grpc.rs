@@ -397,12 +397,6 @@ fn every_served_rpc_answers_over_grpc() {
             })
             .await;
         expect_err(r, Code::Unimplemented, "Attach");
-        let r =
-            c.rt.pod_sandbox_stats(cri::PodSandboxStatsRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await;
-        expect_err(r, Code::Unimplemented, "PodSandboxStats");
 
         // Remove and stop are idempotent.
         for _ in 0..2 {
@@ -1022,6 +1016,101 @@ fn container_stats_agree_with_the_cgroup() {
             list(f("", "", &[("ctr", "nosuch")])).await,
             Vec::<String>::new()
         );
+
+        // The pod: the sum of its containers, and eth0's counters as the pod's
+        // netns has them (read inside the container, which shares that netns).
+        let counter = |name: &str| {
+            let mut rt = rt0.clone();
+            let (mem, name) = (mem.clone(), name.to_string());
+            async move {
+                let r = rt
+                    .exec_sync(cri::ExecSyncRequest {
+                        container_id: mem,
+                        cmd: vec![
+                            "cat".into(),
+                            format!("/sys/class/net/eth0/statistics/{name}"),
+                        ],
+                        timeout: 10,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                String::from_utf8_lossy(&r.stdout)
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+            }
+        };
+        let (rx_lo, tx_lo) = (counter("rx_bytes").await, counter("tx_bytes").await);
+        let ps =
+            c.rt.pod_sandbox_stats(cri::PodSandboxStatsRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        let (rx_hi, tx_hi) = (counter("rx_bytes").await, counter("tx_bytes").await);
+        assert_eq!(ps.attributes.as_ref().unwrap().id, pod);
+        let linux = ps.linux.unwrap();
+        let mut in_pod: Vec<String> = linux
+            .containers
+            .iter()
+            .map(|s| s.attributes.as_ref().unwrap().id.clone())
+            .collect();
+        in_pod.sort();
+        assert_eq!(in_pod, both);
+        let sum_usage: u64 = linux
+            .containers
+            .iter()
+            .map(|s| {
+                s.memory
+                    .as_ref()
+                    .unwrap()
+                    .usage_bytes
+                    .as_ref()
+                    .unwrap()
+                    .value
+            })
+            .sum();
+        assert_eq!(linux.memory.unwrap().usage_bytes.unwrap().value, sum_usage);
+        assert!(sum_usage >= 32 << 20);
+        let eth0 = linux.network.unwrap().default_interface.unwrap();
+        assert_eq!(eth0.name, "eth0");
+        let (rx, tx) = (eth0.rx_bytes.unwrap().value, eth0.tx_bytes.unwrap().value);
+        assert!(
+            rx_lo <= rx && rx <= rx_hi,
+            "rx {rx} outside {rx_lo}..{rx_hi}"
+        );
+        assert!(
+            tx_lo <= tx && tx <= tx_hi,
+            "tx {tx} outside {tx_lo}..{tx_hi}"
+        );
+        let listed =
+            c.rt.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+                filter: Some(cri::PodSandboxStatsFilter {
+                    id: String::new(),
+                    label_selector: HashMap::from([("pod".to_string(), "s1".to_string())]),
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(listed.len(), 1);
+        let none =
+            c.rt.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+                filter: Some(cri::PodSandboxStatsFilter {
+                    id: String::new(),
+                    label_selector: HashMap::from([("pod".to_string(), "nosuch".to_string())]),
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert!(none.is_empty());
 
         // An exited container is not listed; its stats have no cgroup numbers.
         c.rt.stop_container(cri::StopContainerRequest {
