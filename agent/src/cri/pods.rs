@@ -142,7 +142,11 @@ impl Cri {
                 .collect()
         };
         for c in members {
-            self.stop(&c, 0).await?;
+            match self.stop(&c, 0).await {
+                // Removed by a concurrent RemoveContainer since the list was taken.
+                Ok(()) | Err(CriError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         let Some(rec) = self.state().sandboxes.get(&id).cloned() else {
             return Ok(());
