@@ -397,12 +397,6 @@ fn every_served_rpc_answers_over_grpc() {
             })
             .await;
         expect_err(r, Code::Unimplemented, "Attach");
-        let r =
-            c.rt.container_stats(cri::ContainerStatsRequest {
-                container_id: stubborn.clone(),
-            })
-            .await;
-        expect_err(r, Code::Unimplemented, "ContainerStats");
 
         // Remove and stop are idempotent.
         for _ in 0..2 {
@@ -725,4 +719,415 @@ fn concurrent_stops_and_removes_of_one_pod_all_succeed_and_leave_nothing() {
         husk_tests::husklet::entry_count(&node.root().join("containers")),
         0
     );
+}
+
+#[test]
+fn oversized_labels_and_annotations_are_refused_and_change_nothing() {
+    require_root!();
+    let node = CriNode::start();
+    rt().block_on(async {
+        let mut c = connect(&node).await;
+        let good = pod_config(&node, "l1");
+        let before = snapshot(&node);
+
+        // 1 MiB in one label value; 300 KiB of annotations (over Kubernetes' 256 KiB).
+        let mut big_label = pod_config(&node, "l2");
+        big_label
+            .labels
+            .insert("big".into(), "x".repeat(1024 * 1024));
+        let big_annotations: HashMap<String, String> = (0..3)
+            .map(|i| (format!("example.com/a{i}"), "y".repeat(100 * 1024)))
+            .collect();
+        let mut big_ann = pod_config(&node, "l3");
+        big_ann.annotations = big_annotations.clone();
+        for (config, field) in [
+            (big_label, "config.labels[\"big\"]: value is 1048576 bytes"),
+            (big_ann, "config.annotations: 307242 bytes"),
+        ] {
+            let r =
+                c.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: String::new(),
+                })
+                .await;
+            expect_err(r, Code::InvalidArgument, field);
+        }
+        assert_eq!(
+            snapshot(&node),
+            before,
+            "a refused sandbox changed the node"
+        );
+
+        // The same limits on CreateContainer, in a pod that is fine.
+        let pod =
+            c.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(good.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let before = snapshot(&node);
+        let mut big_label = ctr_config("c2", "sleep 100");
+        big_label
+            .labels
+            .insert("big".into(), "x".repeat(1024 * 1024));
+        let mut big_ann = ctr_config("c3", "sleep 100");
+        big_ann.annotations = big_annotations;
+        for (config, field) in [
+            (big_label, "config.labels[\"big\"]: value is 1048576 bytes"),
+            (big_ann, "config.annotations: 307242 bytes"),
+        ] {
+            let r =
+                c.rt.create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(config),
+                    sandbox_config: Some(good.clone()),
+                })
+                .await;
+            expect_err(r, Code::InvalidArgument, field);
+        }
+        assert_eq!(
+            snapshot(&node),
+            before,
+            "a refused container changed the node"
+        );
+
+        // 100 KiB of annotations is within the limit, end to end.
+        let mut fine = ctr_config("c4", "sleep 100");
+        fine.annotations = HashMap::from([("example.com/big".to_string(), "z".repeat(100 * 1024))]);
+        let ctr =
+            c.rt.create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(fine),
+                sandbox_config: Some(good.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        c.rt.start_container(cri::StartContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .unwrap();
+        let st =
+            c.rt.container_status(cri::ContainerStatusRequest {
+                container_id: ctr.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(st.state, cri::ContainerState::ContainerRunning as i32);
+        assert_eq!(st.annotations["example.com/big"].len(), 100 * 1024);
+        // The runtime has them too: husk's state carries the OCI annotations.
+        let out = std::process::Command::new(husk_tests::bins::bin("husk"))
+            .arg("--root")
+            .arg(node.state().join("runtime"))
+            .args(["state", &ctr])
+            .output()
+            .expect("run husk state");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("state json");
+        assert_eq!(
+            state["annotations"]["example.com/big"]
+                .as_str()
+                .map(str::len),
+            Some(100 * 1024),
+            "husk state has no example.com/big annotation"
+        );
+    });
+}
+
+fn read_u64(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn container_stats_agree_with_the_cgroup() {
+    husk_tests::require_cgroup_v1!();
+    let node = CriNode::start();
+    rt().block_on(async {
+        let mut c = connect(&node).await;
+        let pc = pod_config(&node, "s1");
+        let parent = pc.linux.as_ref().unwrap().cgroup_parent.clone();
+        let pod =
+            c.rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pc.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let mut ids = vec![];
+        // 32 MiB in the pod's shm tmpfs (charged to the container, not
+        // reclaimable file cache), 1 MiB in the writable layer, then a busy loop.
+        for (name, script) in [
+            (
+                "mem",
+                "head -c 1048576 /dev/zero > /layer && head -c 33554432 /dev/zero > /dev/shm/fill \
+                 && touch /dev/shm/done; while :; do :; done",
+            ),
+            ("idle", "sleep 1000"),
+        ] {
+            let id =
+                c.rt.create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(ctr_config(name, script)),
+                    sandbox_config: Some(pc.clone()),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .container_id;
+            c.rt.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        let (mem, idle) = (ids[0].clone(), ids[1].clone());
+        let memcg = std::path::PathBuf::from(format!("/sys/fs/cgroup/memory{parent}/{mem}"));
+        let cpucg = std::path::PathBuf::from(format!("/sys/fs/cgroup/cpuacct{parent}/{mem}"));
+
+        let t0 = Instant::now();
+        loop {
+            let r =
+                c.rt.exec_sync(cri::ExecSyncRequest {
+                    container_id: mem.clone(),
+                    cmd: vec!["test".into(), "-e".into(), "/dev/shm/done".into()],
+                    timeout: 10,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if r.exit_code == 0 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the container never filled its shm"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let rt0 = c.rt.clone();
+        let stats = |id: String| {
+            let mut rt = rt0.clone();
+            async move {
+                rt.container_stats(cri::ContainerStatsRequest { container_id: id })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .stats
+                    .unwrap()
+            }
+        };
+        let usage_lo = read_u64(&memcg.join("memory.usage_in_bytes"));
+        let cpu_lo = read_u64(&cpucg.join("cpuacct.usage"));
+        let s = stats(mem.clone()).await;
+        let usage_hi = read_u64(&memcg.join("memory.usage_in_bytes"));
+        let cpu_hi = read_u64(&cpucg.join("cpuacct.usage"));
+
+        assert_eq!(s.attributes.as_ref().unwrap().id, mem);
+        assert_eq!(s.attributes.as_ref().unwrap().labels["ctr"], "mem");
+        let m = s.memory.unwrap();
+        let usage = m.usage_bytes.unwrap().value;
+        let slack = 1 << 20;
+        assert!(
+            usage + slack >= usage_lo.min(usage_hi) && usage <= usage_lo.max(usage_hi) + slack,
+            "usage {usage} vs memory.usage_in_bytes {usage_lo}..{usage_hi}"
+        );
+        let ws = m.working_set_bytes.unwrap().value;
+        assert!(ws <= usage, "working set {ws} > usage {usage}");
+        assert!(ws >= 32 << 20, "working set {ws} misses the 32 MiB of shm");
+        assert!(
+            m.rss_bytes.is_some() && m.page_faults.unwrap().value > 0,
+            "{m:?}"
+        );
+        let cpu = s.cpu.unwrap();
+        let ns = cpu.usage_core_nano_seconds.unwrap().value;
+        assert!(
+            cpu_lo <= ns && ns <= cpu_hi,
+            "cpu {ns} outside cpuacct.usage {cpu_lo}..{cpu_hi}"
+        );
+        let layer = s.writable_layer.unwrap();
+        assert!(layer.used_bytes.unwrap().value >= 1 << 20, "{layer:?}");
+        assert!(layer.inodes_used.unwrap().value >= 2, "{layer:?}");
+        assert!(m.timestamp > 0 && cpu.timestamp > 0 && layer.timestamp > 0);
+
+        // A busy container's cpu counter grows.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let later = stats(mem.clone()).await.cpu.unwrap();
+        assert!(
+            later.usage_core_nano_seconds.unwrap().value > ns,
+            "the cpu counter of a busy container did not grow"
+        );
+
+        // Filters: id (or prefix), sandbox, labels.
+        let list = |f: Option<cri::ContainerStatsFilter>| {
+            let mut rt = rt0.clone();
+            async move {
+                let mut v: Vec<String> = rt
+                    .list_container_stats(cri::ListContainerStatsRequest { filter: f })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .stats
+                    .into_iter()
+                    .map(|s| s.attributes.unwrap().id)
+                    .collect();
+                v.sort();
+                v
+            }
+        };
+        let mut both = vec![mem.clone(), idle.clone()];
+        both.sort();
+        assert_eq!(list(None).await, both);
+        let f = |id: &str, pod: &str, sel: &[(&str, &str)]| {
+            Some(cri::ContainerStatsFilter {
+                id: id.into(),
+                pod_sandbox_id: pod.into(),
+                label_selector: sel
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })
+        };
+        assert_eq!(list(f(&idle[..12], "", &[])).await, vec![idle.clone()]);
+        assert_eq!(list(f("", &pod, &[])).await, both);
+        assert_eq!(list(f("", "nosuchpod", &[])).await, Vec::<String>::new());
+        assert_eq!(list(f("", "", &[("ctr", "mem")])).await, vec![mem.clone()]);
+        assert_eq!(
+            list(f("", "", &[("ctr", "nosuch")])).await,
+            Vec::<String>::new()
+        );
+
+        // The pod: the sum of its containers, and eth0's counters as the pod's
+        // netns has them (read inside the container, which shares that netns).
+        let counter = |name: &str| {
+            let mut rt = rt0.clone();
+            let (mem, name) = (mem.clone(), name.to_string());
+            async move {
+                let r = rt
+                    .exec_sync(cri::ExecSyncRequest {
+                        container_id: mem,
+                        cmd: vec![
+                            "cat".into(),
+                            format!("/sys/class/net/eth0/statistics/{name}"),
+                        ],
+                        timeout: 10,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                String::from_utf8_lossy(&r.stdout)
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+            }
+        };
+        let (rx_lo, tx_lo) = (counter("rx_bytes").await, counter("tx_bytes").await);
+        let ps =
+            c.rt.pod_sandbox_stats(cri::PodSandboxStatsRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        let (rx_hi, tx_hi) = (counter("rx_bytes").await, counter("tx_bytes").await);
+        assert_eq!(ps.attributes.as_ref().unwrap().id, pod);
+        let linux = ps.linux.unwrap();
+        let mut in_pod: Vec<String> = linux
+            .containers
+            .iter()
+            .map(|s| s.attributes.as_ref().unwrap().id.clone())
+            .collect();
+        in_pod.sort();
+        assert_eq!(in_pod, both);
+        let sum_usage: u64 = linux
+            .containers
+            .iter()
+            .map(|s| {
+                s.memory
+                    .as_ref()
+                    .unwrap()
+                    .usage_bytes
+                    .as_ref()
+                    .unwrap()
+                    .value
+            })
+            .sum();
+        assert_eq!(linux.memory.unwrap().usage_bytes.unwrap().value, sum_usage);
+        assert!(sum_usage >= 32 << 20);
+        let eth0 = linux.network.unwrap().default_interface.unwrap();
+        assert_eq!(eth0.name, "eth0");
+        let (rx, tx) = (eth0.rx_bytes.unwrap().value, eth0.tx_bytes.unwrap().value);
+        assert!(
+            rx_lo <= rx && rx <= rx_hi,
+            "rx {rx} outside {rx_lo}..{rx_hi}"
+        );
+        assert!(
+            tx_lo <= tx && tx <= tx_hi,
+            "tx {tx} outside {tx_lo}..{tx_hi}"
+        );
+        let listed =
+            c.rt.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+                filter: Some(cri::PodSandboxStatsFilter {
+                    id: String::new(),
+                    label_selector: HashMap::from([("pod".to_string(), "s1".to_string())]),
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(listed.len(), 1);
+        let none =
+            c.rt.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest {
+                filter: Some(cri::PodSandboxStatsFilter {
+                    id: String::new(),
+                    label_selector: HashMap::from([("pod".to_string(), "nosuch".to_string())]),
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert!(none.is_empty());
+
+        // An exited container is not listed; its stats have no cgroup numbers.
+        c.rt.stop_container(cri::StopContainerRequest {
+            container_id: idle.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+        assert_eq!(list(None).await, vec![mem.clone()]);
+        let s = stats(idle.clone()).await;
+        assert!(s.cpu.is_none() && s.memory.is_none() && s.writable_layer.is_some());
+
+        let r =
+            c.rt.container_stats(cri::ContainerStatsRequest {
+                container_id: "nosuch".into(),
+            })
+            .await;
+        expect_err(r, Code::NotFound, "nosuch");
+    });
 }

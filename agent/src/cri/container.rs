@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::CriError;
 use super::filter;
+use super::limits;
 use super::record;
 use super::runtime::{Cri, State, blocking};
 use super::spec;
@@ -121,6 +122,8 @@ fn validate(req: &cri::CreateContainerRequest) -> Result<&cri::ContainerConfig, 
             "must be relative to the sandbox's log_directory, without ..",
         ));
     }
+    limits::check_labels("config.labels", &config.labels)?;
+    limits::check_annotations("config.annotations", &config.annotations)?;
     for (i, m) in config.mounts.iter().enumerate() {
         if !m.container_path.starts_with('/') {
             return Err(CriError::invalid(

@@ -23,12 +23,14 @@ pub mod exec;
 pub mod filter;
 pub mod grpc;
 pub mod images;
+pub mod limits;
 pub mod pods;
 pub mod record;
 pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod spec;
+pub mod stats;
 
 pub use config::CriConfig;
 pub use error::CriError;

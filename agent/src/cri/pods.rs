@@ -6,6 +6,7 @@ use k8s_cri::v1 as cri;
 
 use super::error::CriError;
 use super::filter;
+use super::limits;
 use super::record;
 use super::runtime::{Cri, State, blocking};
 use crate::sandbox::{self, SandboxRecord, files, ns};
@@ -52,6 +53,8 @@ fn validate(req: &cri::RunPodSandboxRequest) -> Result<&cri::PodSandboxConfig, C
             "must be an absolute path",
         ));
     }
+    limits::check_labels("config.labels", &config.labels)?;
+    limits::check_annotations("config.annotations", &config.annotations)?;
     let parent = config
         .linux
         .as_ref()
@@ -139,7 +142,11 @@ impl Cri {
                 .collect()
         };
         for c in members {
-            self.stop(&c, 0).await?;
+            match self.stop(&c, 0).await {
+                // Removed by a concurrent RemoveContainer since the list was taken.
+                Ok(()) | Err(CriError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         let Some(rec) = self.state().sandboxes.get(&id).cloned() else {
             return Ok(());

@@ -339,6 +339,47 @@ impl RuntimeService for Cri {
         self.status_of(&req.container_id, req.verbose)
     }
 
+    async fn container_stats(
+        &self,
+        req: cri::ContainerStatsRequest,
+    ) -> CriResult<cri::ContainerStatsResponse> {
+        self.container_stats_of(&req.container_id).await
+    }
+
+    async fn list_container_stats(
+        &self,
+        req: cri::ListContainerStatsRequest,
+    ) -> CriResult<cri::ListContainerStatsResponse> {
+        self.list_container_stats_of(req.filter).await
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        req: cri::PodSandboxStatsRequest,
+    ) -> CriResult<cri::PodSandboxStatsResponse> {
+        let id = self.sandbox_id(&req.pod_sandbox_id)?;
+        let stats = self.pod_stats(&id, &HashMap::new()).await?;
+        match stats
+            .into_iter()
+            .find(|s| s.attributes.as_ref().is_some_and(|a| a.id == id))
+        {
+            Some(s) => Ok(cri::PodSandboxStatsResponse { stats: Some(s) }),
+            None => Err(CriError::FailedPrecondition(format!(
+                "sandbox {id} is not ready"
+            ))),
+        }
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        req: cri::ListPodSandboxStatsRequest,
+    ) -> CriResult<cri::ListPodSandboxStatsResponse> {
+        let f = req.filter.unwrap_or_default();
+        Ok(cri::ListPodSandboxStatsResponse {
+            stats: self.pod_stats(&f.id, &f.label_selector).await?,
+        })
+    }
+
     async fn reopen_container_log(
         &self,
         req: cri::ReopenContainerLogRequest,
