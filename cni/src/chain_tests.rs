@@ -27,21 +27,7 @@ fn bad_json() -> serde_json::Error {
 /// `e` and its sources, joined with `: `, after checking that no link
 /// repeats the next one.
 fn chain(e: &dyn Error) -> String {
-    let mut links = vec![e.to_string()];
-    let mut next = e.source();
-    while let Some(c) = next {
-        links.push(c.to_string());
-        next = c.source();
-    }
-    for w in links.windows(2) {
-        assert!(
-            !w[0].contains(&w[1]),
-            "{:?} repeats its source {:?}",
-            w[0],
-            w[1]
-        );
-    }
-    links.join(": ")
+    husk_tests::error_links(e).join(": ")
 }
 
 #[test]

@@ -24,20 +24,7 @@ fn enoent() -> std::io::Error {
 /// No link of `e`'s chain repeats the next one, and the full chain shows
 /// `cause` exactly once.
 fn assert_cause_once(e: &dyn Error, cause: &str) {
-    let mut links = vec![e.to_string()];
-    let mut next = e.source();
-    while let Some(c) = next {
-        links.push(c.to_string());
-        next = c.source();
-    }
-    for w in links.windows(2) {
-        assert!(
-            !w[0].contains(&w[1]),
-            "{:?} repeats its source {:?}",
-            w[0],
-            w[1]
-        );
-    }
+    husk_tests::error_links(e);
     let full = error_chain(e);
     assert_eq!(full.matches(cause).count(), 1, "{cause:?} in {full:?}");
 }

@@ -62,6 +62,27 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// The links of `e`'s error chain (its message, then each source's), after
+/// checking the workspace's error convention: no link repeats the next one,
+/// so every cause is printed once.
+pub fn error_links(e: &dyn std::error::Error) -> Vec<String> {
+    let mut links = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(c) = next {
+        links.push(c.to_string());
+        next = c.source();
+    }
+    for w in links.windows(2) {
+        assert!(
+            !w[0].contains(&w[1]),
+            "{:?} repeats its source {:?}",
+            w[0],
+            w[1]
+        );
+    }
+    links
+}
+
 /// A number a test process keeps writing to a file, 0 while unreadable.
 pub fn read_counter(path: &Path) -> u64 {
     std::fs::read_to_string(path)

@@ -27,20 +27,10 @@ fn bad_json() -> serde_json::Error {
     serde_json::from_str::<serde_json::Value>("{").unwrap_err()
 }
 
-/// anyhow's `{:#}` of `e` (every link, `: `-joined), after checking that no
+/// `e`'s chain `: `-joined, as anyhow's `{:#}` prints it, after checking that no
 /// link repeats the next one.
 fn chain(e: ImageError) -> String {
-    let e = anyhow::Error::new(e);
-    let links: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    for w in links.windows(2) {
-        assert!(
-            !w[0].contains(&w[1]),
-            "{:?} repeats its source {:?}",
-            w[0],
-            w[1]
-        );
-    }
-    format!("{e:#}")
+    husk_tests::error_links(&e).join(": ")
 }
 
 #[test]
