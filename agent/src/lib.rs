@@ -2,5 +2,7 @@
 
 pub mod cri;
 pub mod image;
+pub mod pod;
 pub mod sandbox;
+pub mod source;
 pub mod stream;

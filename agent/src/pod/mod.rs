@@ -1,0 +1,13 @@
+//! The kubelet layer's foundations (WIP).
+
+pub mod defaults;
+pub mod downward;
+pub mod env;
+pub mod expand;
+pub mod field;
+pub mod manifest;
+pub mod objects;
+pub mod probe;
+pub mod qos;
+pub mod quantity;
+pub mod validate;
