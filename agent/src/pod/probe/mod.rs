@@ -121,4 +121,4 @@ pub async fn tcp(host: &str, port: u16, timeout: Duration) -> Outcome {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
