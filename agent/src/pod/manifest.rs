@@ -258,12 +258,25 @@ fn normalise_quantities(v: &mut Value) {
                         }
                     }
                     ("sizeLimit" | "divisor", q) => number_to_string(q),
+                    ("mode" | "defaultMode", m) => octal_mode(m),
                     _ => normalise_quantities(child),
                 }
             }
         }
         Value::Array(items) => items.iter_mut().for_each(normalise_quantities),
         _ => {}
+    }
+}
+
+/// YAML 1.1, which Kubernetes' decoder follows, reads `0644` as octal;
+/// the YAML 1.2 parser here leaves it a string.
+fn octal_mode(v: &mut Value) {
+    if let Value::String(s) = v
+        && s.len() > 1
+        && s.starts_with('0')
+        && let Ok(n) = i64::from_str_radix(s.trim_start_matches("0o"), 8)
+    {
+        *v = Value::from(n);
     }
 }
 
@@ -302,6 +315,13 @@ metadata: {name: cfg}
 data: {k: v}
 ---
 apiVersion: v1
+kind: Pod
+metadata: {name: modes}
+spec:
+  containers: [{name: c, image: i}]
+  volumes: [{name: s, secret: {secretName: s, defaultMode: 0400, items: [{key: k, path: p, mode: 0o755}]}}]
+---
+apiVersion: v1
 kind: Secret
 metadata: {name: s}
 data: {a: aGVsbG8=}
@@ -309,7 +329,20 @@ stringData: {b: world}
 ---
 "#;
         let objs = parse(text, Format::Yaml).unwrap();
-        assert_eq!(objs.len(), 3);
+        assert_eq!(objs.len(), 4);
+        let Object::Pod(modes) = &objs[2] else {
+            panic!()
+        };
+        let secret = modes.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0]
+            .secret
+            .clone()
+            .unwrap();
+        assert_eq!(
+            secret.default_mode,
+            Some(0o400),
+            "0400 is octal, as in YAML 1.1"
+        );
+        assert_eq!(secret.items.unwrap()[0].mode, Some(0o755));
         let p = pod(&objs);
         assert_eq!(p.metadata.name.as_deref(), Some("web"));
         let res = p.spec.as_ref().unwrap().containers[0]
@@ -318,7 +351,7 @@ stringData: {b: world}
             .unwrap();
         assert_eq!(res.limits.as_ref().unwrap()["cpu"].0, "0.5");
         assert_eq!(res.requests.as_ref().unwrap()["cpu"].0, "1");
-        let Object::Secret(s) = &objs[2] else {
+        let Object::Secret(s) = &objs[3] else {
             panic!()
         };
         let data = s.data.as_ref().unwrap();

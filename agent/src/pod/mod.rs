@@ -14,3 +14,4 @@ pub mod qos;
 pub mod quantity;
 pub mod termination;
 pub mod validate;
+pub mod volume;
