@@ -16,7 +16,7 @@ use crate::pod::manifest::{self, Format, Object};
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The directory or a file cannot be read.
-    #[error("{path}: {source}")]
+    #[error("read {path}")]
     Read {
         /// File or directory.
         path: PathBuf,

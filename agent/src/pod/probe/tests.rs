@@ -347,3 +347,86 @@ async fn grpc_probe() {
         other => panic!("{other:?}"),
     }
 }
+
+/// HTTPS with a self-signed certificate (made by openssl): kubelet does
+/// not verify probe certificates.
+#[tokio::test]
+async fn https_probe_skips_verification() {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=probe-test",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match made {
+        Ok(o) if o.status.success() => {}
+        _ => husk_tests::skip!("tool", "openssl cannot make a test certificate"),
+    }
+    let certs = vec![CertificateDer::from_pem_file(&cert).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let n = tls.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let status = if head.starts_with("GET /healthz ") {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                let resp =
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    let c = container(&[]);
+    let rt = HostExec;
+    let target = Target {
+        pod_ip: "127.0.0.1",
+        container_id: "x",
+        container: &c,
+        runtime: &rt,
+    };
+    let mut p = http_probe(IntOrString::Int(i32::from(port)), "/healthz");
+    p.http_get.as_mut().unwrap().scheme = Some("HTTPS".into());
+    assert_eq!(run(&p, &target).await, Outcome::Success);
+    p.http_get.as_mut().unwrap().path = Some("/other".into());
+    assert_eq!(
+        run(&p, &target).await,
+        Outcome::Failure("HTTP probe failed with statuscode: 503".into())
+    );
+}
