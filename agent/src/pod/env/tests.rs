@@ -37,7 +37,7 @@ const OBJECTS: &str = r#"
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: cfg, namespace: ns}
-data: {LOG_LEVEL: debug, "bad key": x, "1st": y, greeting: hello}
+data: {LOG_LEVEL: debug, "bad=key": x, "1st": y, greeting: hello}
 ---
 apiVersion: v1
 kind: Secret
@@ -125,7 +125,7 @@ spec:
     assert_eq!(env.warnings.len(), 1, "{:?}", env.warnings);
     assert!(
         env.warnings[0]
-            .contains("Keys [CFG_bad key] from the EnvFrom configmap ns/cfg were skipped"),
+            .contains("Keys [CFG_bad=key] from the EnvFrom configmap ns/cfg were skipped"),
         "{:?}",
         env.warnings
     );

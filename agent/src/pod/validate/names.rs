@@ -109,19 +109,18 @@ pub fn label_value(s: &str) -> Vec<String> {
     errs
 }
 
-/// `IsEnvVarName` (Kubernetes 1.33): `[-._a-zA-Z][-._a-zA-Z0-9]*`.
+/// `IsRelaxedEnvVarName`, the rule of Kubernetes 1.33 (feature
+/// `RelaxedEnvironmentVariableValidation`, on by default since 1.32):
+/// printable ASCII other than '='.
 pub fn env_var_name(s: &str) -> Vec<String> {
-    let b = s.as_bytes();
-    let ok = !b.is_empty()
-        && !b[0].is_ascii_digit()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
     let mut errs = Vec::new();
-    if !ok {
-        errs.push("a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')".to_string());
-    }
-    if s == "." || s == ".." || s.starts_with("..") {
-        errs.push("must not be '.' or '..' or start with '..'".to_string());
+    if s.is_empty() {
+        errs.push("environment variable name must be non-empty".to_string());
+    } else if !s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'=') {
+        errs.push(
+            "a valid environment variable name must consist only of printable ASCII characters other than '='"
+                .to_string(),
+        );
     }
     errs
 }
@@ -195,10 +194,12 @@ mod tests {
             (env_var_name, "MY_VAR", true),
             (env_var_name, "my.env-name", true),
             (env_var_name, "_x", true),
-            (env_var_name, "1X", false),
+            (env_var_name, "1X", true),
+            (env_var_name, "A B", true),
             (env_var_name, "A=B", false),
-            (env_var_name, "A B", false),
-            (env_var_name, "..x", false),
+            (env_var_name, "A\tB", false),
+            (env_var_name, "é", false),
+            (env_var_name, "", false),
             (config_map_key, "key.name", true),
             (config_map_key, "a/b", false),
             (config_map_key, "..data", false),

@@ -303,8 +303,13 @@ pub fn setup(
     Ok(PodVolumes { pod_dir, volumes })
 }
 
+/// Create `dir` with `mode`; an existing one is left as it is (a refresh
+/// must not undo what containers did to it).
 fn create_dir(dir: &Path, mode: u32) -> Result<(), VolumeError> {
     use std::os::unix::fs::PermissionsExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
     std::fs::create_dir_all(dir).map_err(|source| VolumeError::Io {
         what: format!("create {}", dir.display()),
         source,

@@ -209,6 +209,21 @@ fn setup_mounts_update_teardown() {
     // Calling mounts again (container restart) reuses the subPath mounts.
     assert_eq!(vols.mounts(c, None).unwrap(), mounts);
 
+    // A refresh leaves what containers did to an emptyDir alone.
+    std::fs::set_permissions(
+        v("kubernetes.io~empty-dir/scratch"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::write(v("kubernetes.io~empty-dir/mem/data"), "kept").unwrap();
+    setup(&root, &pod, &facts(), &objects).unwrap();
+    assert_eq!(mode(&v("kubernetes.io~empty-dir/scratch")), 0o700);
+    assert_eq!(
+        std::fs::read_to_string(v("kubernetes.io~empty-dir/mem/data")).unwrap(),
+        "kept",
+        "tmpfs not remounted"
+    );
+
     // An update of the ConfigMap reaches the volume on the next setup.
     let mut cm = objects.config_map("ns", "cfg").unwrap();
     cm.data
