@@ -360,6 +360,18 @@ stringData: {b: world}
         assert_eq!(s.type_.as_deref(), Some("Opaque"));
     }
 
+    /// What `kubectl run web --image=nginx --dry-run=client -o yaml` prints.
+    #[test]
+    fn kubectl_output_is_accepted() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  creationTimestamp: null\n  labels:\n    run: web\n  name: web\nspec:\n  containers:\n  - image: nginx\n    name: web\n    resources: {}\n  dnsPolicy: ClusterFirst\n  restartPolicy: Always\nstatus: {}\n";
+        let mut objs = parse(text, Format::Yaml).unwrap();
+        let Object::Pod(p) = &mut objs[0] else {
+            panic!()
+        };
+        crate::pod::defaults::apply(p);
+        crate::pod::validate::pod(p).unwrap();
+    }
+
     #[test]
     fn json_and_list() {
         let text = r#"{"apiVersion":"v1","kind":"List","items":[
