@@ -66,8 +66,8 @@ pub fn check_host_path(path: &Path, type_: &str) -> Result<(), VolumeError> {
     }
 }
 
-/// Whether `path` is a mount point (its device differs from its parent's,
-/// or it is listed in mountinfo: a bind mount of the same fs).
+/// Whether `path` is a mount point: listed in this thread's mountinfo (a
+/// bind mount of the same file system has no device change to spot).
 pub fn is_mount_point(path: &Path) -> bool {
     mounts_under(path).iter().any(|m| m == path)
 }
