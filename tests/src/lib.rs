@@ -12,6 +12,7 @@ pub mod husklet;
 pub mod mirror;
 pub mod netns;
 pub mod oci;
+pub mod pods;
 pub mod registry;
 pub mod rootfs;
 pub mod skip;

@@ -2,6 +2,8 @@
 //! subcommand family.
 
 mod images;
+mod node;
+mod pods;
 mod rootfs;
 mod serve;
 
@@ -86,7 +88,15 @@ pub enum Command {
     #[command(subcommand)]
     Rootfs(rootfs::RootfsCmd),
     /// Serve CRI v1 (RuntimeService, ImageService) on a unix socket.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
+    /// The pods husklet runs, as `kubectl get pods` shows them.
+    Pods(pods::PodsArgs),
+    /// A pod's spec summary, conditions, containers, start-up timeline and events.
+    Describe(pods::DescribeArgs),
+    /// A container's log.
+    Logs(pods::LogsArgs),
+    /// Run a command in a pod's container and print its output.
+    Exec(pods::ExecArgs),
 }
 
 pub fn init_tracing(debug: bool) {
@@ -109,7 +119,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Images(c) => images::run(&g, c),
         Command::Rootfs(c) => rootfs::run(&g, c),
-        Command::Serve(a) => serve::run(&g, a),
+        Command::Serve(a) => serve::run(&g, *a),
+        Command::Pods(a) => pods::run_pods(&g, a),
+        Command::Describe(a) => pods::run_describe(&g, a),
+        Command::Logs(a) => pods::run_logs(a),
+        Command::Exec(a) => {
+            let code = pods::run_exec(a)?;
+            std::process::exit(code);
+        }
     }
 }
 

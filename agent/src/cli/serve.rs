@@ -29,6 +29,8 @@ pub struct ServeArgs {
     /// CNI plugin dirs, searched in order (repeat the option, or separate with ':').
     #[arg(long, value_delimiter = ':', default_values = ["/opt/cni/bin", "/usr/lib/cni"])]
     pub cni_bin_dir: Vec<PathBuf>,
+    #[command(flatten)]
+    pub pods: super::node::PodArgs,
 }
 
 /// `name` next to the running husklet, else the bare name (looked up on PATH).
@@ -56,6 +58,7 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?,
     };
     let path = server::socket_path(&a.listen)?.to_path_buf();
+    let cfg_state = cfg.state.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -75,8 +78,24 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        server::serve(cri, listener, shutdown)
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let pods = match &a.pods.pod_manifest_path {
+            Some(_) => Some(super::node::start(&a.pods, &g.root, &cfg_state, cri.clone()).await?),
+            None => None,
+        };
+        let serving = tokio::spawn(server::serve(cri, listener, async move {
+            let _ = stop_rx.await;
+        }));
+        shutdown.await;
+        // The node is going down: its pods are terminated with their grace
+        // (a SIGKILL of husklet, by contrast, leaves them running).
+        if let Some(p) = pods {
+            p.shutdown().await;
+        }
+        let _ = stop_tx.send(());
+        serving
             .await
+            .context("CRI server task")?
             .context("CRI server")?;
         let _ = std::fs::remove_file(&path);
         Ok(())

@@ -31,6 +31,10 @@ pub enum CriError {
     /// The image store refused or failed.
     #[error("image store")]
     Image(#[from] ImageError),
+    /// A remote CRI runtime answered with this status
+    /// (`--container-runtime-endpoint`).
+    #[error("{message}")]
+    Remote { code: tonic::Code, message: String },
     /// Something on the host failed; `what` names the object and step.
     #[error("{what}")]
     Internal {
@@ -86,6 +90,7 @@ impl CriError {
                 ImageError::Limit { .. } | ImageError::Space(_) => Code::ResourceExhausted,
                 _ => Code::Unknown,
             },
+            CriError::Remote { code, .. } => *code,
             CriError::Internal { .. } => Code::Internal,
         }
     }

@@ -42,20 +42,31 @@
 //! [`Pod`]: k8s_openapi::api::core::v1::Pod
 
 pub mod backoff;
+pub mod config;
 pub mod defaults;
 pub mod downward;
 pub mod env;
+pub mod events;
 pub mod expand;
 pub mod field;
 pub mod hook;
+pub mod host;
+pub mod keys;
+mod lifecycle;
+pub mod manager;
 pub mod manifest;
+pub mod node_host;
 pub mod objects;
 pub mod probe;
+pub mod probing;
 pub mod qos;
 pub mod quantity;
+pub mod report_file;
+pub mod status;
 pub mod termination;
 pub mod validate;
 pub mod volume;
+pub mod worker;
 
 #[cfg(test)]
 mod chain_tests;

@@ -1,0 +1,267 @@
+//! The pod layer inside `husklet serve`: static pods from
+//! `--pod-manifest-path`, run by the pod manager on husklet's own CRI
+//! service, or on another runtime's (`--container-runtime-endpoint`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use husklet::cri::remote::RemoteCri;
+use husklet::cri::{Cri, ImageService, RuntimeService};
+use husklet::pod::config::NodeContext;
+use husklet::pod::downward::Allocatable;
+use husklet::pod::manager::PodManager;
+use husklet::pod::node_host::NodeHost;
+use husklet::pod::qos::CgroupDriver;
+use husklet::pod::quantity::Quantity;
+use husklet::pod::report_file::{self, PodFile};
+use husklet::source::file::FILE_ANNOTATION;
+use husklet::source::{ConfigDir, PodEvent, SourceError, StaticPods};
+
+/// kubelet's flags for running pods, under the same names.
+#[derive(Args, Clone)]
+pub struct PodArgs {
+    /// Static pod manifests (*.yaml, *.yml, *.json), watched.
+    #[arg(long)]
+    pub pod_manifest_path: Option<PathBuf>,
+    /// The node's name [default: the hostname].
+    #[arg(long)]
+    pub hostname_override: Option<String>,
+    /// Run pods on this CRI endpoint instead of husklet's own service.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<String>,
+    /// Where container logs go (`<dir>/<ns>_<name>_<uid>/<container>/<n>.log`).
+    #[arg(long, default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+    /// Parent of the kubepods cgroup hierarchy.
+    #[arg(long, default_value = "/")]
+    pub cgroup_root: String,
+    /// `cgroupfs` or `systemd` names for pod cgroups.
+    #[arg(long, default_value = "cgroupfs", value_parser = ["cgroupfs", "systemd"])]
+    pub cgroup_driver: String,
+    /// ConfigMaps and Secrets (YAML/JSON manifests) pods' volumes and env
+    /// refer to, watched (standalone nodes have no apiserver to ask).
+    #[arg(long)]
+    pub config_dir: Option<PathBuf>,
+    /// The resolv.conf pods with dnsPolicy Default get.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+    /// Cluster DNS server IPs (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_dns: Vec<String>,
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+}
+
+fn node_name(a: &PodArgs) -> String {
+    a.hostname_override.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().to_lowercase())
+            .unwrap_or_else(|_| "localhost".into())
+    })
+}
+
+fn memory_capacity() -> i64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Start the pod layer; the returned manager's `shutdown` terminates its pods.
+/// Pod volumes and files go under `<root>/pods/<uid>/`.
+pub async fn start(
+    a: &PodArgs,
+    root: &Path,
+    state: &Path,
+    own: Arc<Cri>,
+) -> anyhow::Result<Arc<PodManager>> {
+    let (rt, images): (Arc<dyn RuntimeService>, Arc<dyn ImageService>) =
+        match &a.container_runtime_endpoint {
+            Some(ep) => {
+                let r = RemoteCri::connect(ep)
+                    .await
+                    .with_context(|| format!("--container-runtime-endpoint {ep}"))?;
+                (Arc::new(r.clone()), Arc::new(r))
+            }
+            None => (own.clone(), own),
+        };
+    let node = node_name(a);
+    let ctx = NodeContext {
+        node_name: node.clone(),
+        pod_log_dir: std::path::absolute(&a.pod_log_dir)?
+            .to_string_lossy()
+            .into_owned(),
+        resolv_conf: std::fs::read_to_string(&a.resolv_conf).unwrap_or_default(),
+        cluster_dns: a.cluster_dns.clone(),
+        cluster_domain: a.cluster_domain.clone(),
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    let objects = match &a.config_dir {
+        Some(d) => {
+            let cd = ConfigDir::new(std::path::absolute(d)?);
+            let store = cd.store();
+            let mut rx = cd.watch(Duration::from_secs(1));
+            tokio::spawn(async move {
+                while let Some((_, errors)) = rx.recv().await {
+                    for e in errors {
+                        tracing::warn!("config dir: {}", husklet::cri::error::chain(&e));
+                    }
+                }
+            });
+            store
+        }
+        None => husklet::source::SharedObjects::default(),
+    };
+    let host = NodeHost {
+        root: root.to_path_buf(),
+        cgroup_root: a.cgroup_root.clone(),
+        driver: if a.cgroup_driver == "systemd" {
+            CgroupDriver::Systemd
+        } else {
+            CgroupDriver::Cgroupfs
+        },
+        objects: Arc::new(objects),
+        allocatable: Allocatable {
+            cpu: Quantity::from_milli(cpus * 1000),
+            memory: Quantity::from_value(memory_capacity()),
+            ephemeral_storage: Quantity::ZERO,
+        },
+        host_ips: vec![],
+        cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+    };
+    let reports = report_file::dir(state);
+    let mgr = Arc::new(
+        PodManager::new(rt, images, Arc::new(host), ctx)
+            .await
+            .with_report_dir(reports.clone()),
+    );
+    let dir = a
+        .pod_manifest_path
+        .clone()
+        .context("--pod-manifest-path is required for pods")?;
+    tokio::spawn(watch_static_dir(dir, node, reports, mgr.clone()));
+    Ok(mgr)
+}
+
+/// Apply the static pod dir's changes: new pods start, removed ones are
+/// terminated (a changed manifest is a new UID: the old pod goes, the new
+/// one starts), a bad file is reported as a rejected pod in `husklet pods`
+/// until it is fixed or removed. Housekeeping removes orphans after the
+/// first scan and every 30 s.
+async fn watch_static_dir(dir: PathBuf, node: String, reports: PathBuf, mgr: Arc<PodManager>) {
+    let mut rx = StaticPods::new(dir, &node).watch(Duration::from_secs(1));
+    let mut rejected: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
+    let mut first = true;
+    loop {
+        tokio::select! {
+            batch = rx.recv() => {
+                let Some((events, errors)) = batch else { return };
+                for e in events {
+                    apply(&mgr, e, &mut rejected, &reports);
+                }
+                for e in errors {
+                    tracing::warn!("static pod: {}", husklet::cri::error::chain(&e));
+                    let path = source_path(&e);
+                    let key = rejected_key(&path);
+                    let mut pod = k8s_openapi::api::core::v1::Pod::default();
+                    pod.metadata.name = Some(key.clone());
+                    pod.metadata.namespace = Some("default".into());
+                    let f = PodFile::rejected(pod, husklet::cri::error::chain(&e));
+                    if let Err(err) = report_file::write(&reports, &key, &f) {
+                        tracing::warn!("write {key}: {err}");
+                    }
+                    rejected.insert(path, key);
+                }
+            }
+            _ = housekeeping.tick() => {
+                if first {
+                    // Let the first scan's pods register before orphans are judged.
+                    first = false;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                rejected.retain(|path, key| {
+                    let keep = path.exists();
+                    if !keep {
+                        report_file::remove(&reports, key);
+                    }
+                    keep
+                });
+                let m = mgr.clone();
+                tokio::spawn(async move { m.cleanup_orphans().await });
+            }
+        }
+    }
+}
+
+fn apply(
+    mgr: &Arc<PodManager>,
+    e: PodEvent,
+    rejected: &mut BTreeMap<PathBuf, String>,
+    reports: &Path,
+) {
+    let mut clear = |pod: &k8s_openapi::api::core::v1::Pod| {
+        let file = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(FILE_ANNOTATION))
+            .map(PathBuf::from);
+        if let Some(key) = file.and_then(|f| rejected.remove(&f)) {
+            report_file::remove(reports, &key);
+        }
+    };
+    match e {
+        PodEvent::Add(pod) => {
+            clear(&pod);
+            tracing::info!(
+                pod = pod.metadata.name.as_deref().unwrap_or(""),
+                "static pod added"
+            );
+            mgr.apply(*pod);
+        }
+        PodEvent::Update { old_uid, pod } => {
+            clear(&pod);
+            tracing::info!(
+                pod = pod.metadata.name.as_deref().unwrap_or(""),
+                "static pod changed: replacing it"
+            );
+            stop(mgr, old_uid);
+            mgr.apply(*pod);
+        }
+        PodEvent::Remove { name, uid, .. } => {
+            tracing::info!(pod = %name, "static pod removed");
+            stop(mgr, uid);
+        }
+    }
+}
+
+/// Terminate a pod with its grace period; forget it once it is gone.
+fn stop(mgr: &Arc<PodManager>, uid: String) {
+    mgr.remove(&uid, None);
+    let m = mgr.clone();
+    tokio::spawn(async move { m.wait_gone(&uid).await });
+}
+
+fn source_path(e: &SourceError) -> PathBuf {
+    match e {
+        SourceError::Read { path, .. }
+        | SourceError::Manifest { path, .. }
+        | SourceError::Invalid { path, .. } => path.clone(),
+    }
+}
+
+/// The report key of a rejected manifest file.
+fn rejected_key(path: &Path) -> String {
+    format!(
+        "invalid-{}",
+        path.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    )
+}

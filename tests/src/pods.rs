@@ -1,0 +1,284 @@
+//! A pod node for tests: `husklet serve` with a static pod directory, in a
+//! network and mount namespace of the test's own, its kubepods hierarchy
+//! under a `husk-test-*` cgroup subtree; pods are observed through
+//! `husklet pods -o json` as a user would.
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cgroup::TestCgroup;
+
+/// The node name tests run husklet under.
+pub const NODE: &str = "test-node";
+
+/// husklet serving static pods.
+pub struct PodNode {
+    pub dir: tempfile::TempDir,
+    pub cgroup: TestCgroup,
+    husklet: Option<Child>,
+}
+
+impl PodNode {
+    /// Namespaces, pod network, busybox image; husklet started.
+    pub fn start() -> PodNode {
+        crate::private_mount_ns();
+        crate::netns::private_loopback();
+        crate::become_subreaper();
+        let dir = tempfile::Builder::new()
+            .prefix("husk-test-pods-")
+            .tempdir()
+            .expect("tempdir");
+        let mut node = PodNode {
+            dir,
+            cgroup: TestCgroup::new(),
+            husklet: None,
+        };
+        for d in [node.manifests(), node.conf_dir(), node.logs()] {
+            std::fs::create_dir_all(d).expect("node dirs");
+        }
+        let conf = format!(
+            r#"{{"cniVersion":"1.0.0","name":"podnet","plugins":[
+              {{"type":"husk-bridge","bridge":"cni-p0","isGateway":true,"ipMasq":false,
+                "ipam":{{"type":"host-local","subnet":"{}","routes":[{{"dst":"0.0.0.0/0"}}],"dataDir":"{}"}}}},
+              {{"type":"husk-portmap","capabilities":{{"portMappings":true}}}}]}}"#,
+            crate::cri::SUBNET,
+            node.dir.path().join("ipam").display()
+        );
+        std::fs::write(node.conf_dir().join("10-podnet.conflist"), conf).expect("conflist");
+        let layout = crate::bins::test_image("busybox");
+        let out = crate::husklet::husklet(
+            &node.root(),
+            &[
+                "--min-free",
+                "0",
+                "images",
+                "import",
+                layout.to_str().expect("utf-8"),
+                "--name",
+                "busybox:latest",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "import busybox: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        node.spawn();
+        node
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    pub fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+    pub fn conf_dir(&self) -> PathBuf {
+        self.dir.path().join("net.d")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("h.sock")
+    }
+
+    /// Start `husklet serve` with the static pod dir.
+    pub fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("husklet.log"))
+            .expect("husklet log");
+        let child = crate::husklet::husklet_command(&self.root())
+            .args(["--min-free", "0", "serve", "--listen"])
+            .arg(format!("unix://{}", self.socket().display()))
+            .arg("--state")
+            .arg(self.state())
+            .arg("--cni-conf-dir")
+            .arg(self.conf_dir())
+            .arg("--cni-bin-dir")
+            .arg(crate::bins::bin_dir())
+            .arg("--pod-manifest-path")
+            .arg(self.manifests())
+            .arg("--pod-log-dir")
+            .arg(self.logs())
+            .arg("--cgroup-root")
+            .arg(format!("/{}", self.cgroup.name()))
+            .arg("--hostname-override")
+            .arg(NODE)
+            .env("HUSK_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start husklet serve");
+        self.husklet = Some(child);
+        let t0 = Instant::now();
+        while !self.socket().exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "husklet did not listen: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// husklet's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("husklet.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL husklet; its pods live on.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.husklet.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM husklet and wait for it (it terminates its pods first).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.husklet.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    /// Put a manifest in the static pod dir (written whole, then renamed).
+    pub fn add(&self, file: &str, yaml: &str) {
+        let tmp = self.dir.path().join(format!(".{file}"));
+        std::fs::write(&tmp, yaml).expect("manifest");
+        std::fs::rename(&tmp, self.manifests().join(file)).expect("manifest rename");
+    }
+
+    /// Remove a manifest.
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.manifests().join(file)).expect("remove manifest");
+    }
+
+    /// `husklet <args>` against this node.
+    pub fn husklet(&self, args: &[&str]) -> std::process::Output {
+        let mut all: Vec<&str> = args.to_vec();
+        let state = self.state();
+        let state = state.to_str().expect("utf-8");
+        // --state right after the subcommand (before any `--`).
+        if let Some(i) = args
+            .iter()
+            .position(|a| matches!(*a, "pods" | "describe" | "logs" | "exec"))
+        {
+            all.splice(i + 1..i + 1, ["--state", state]);
+        }
+        crate::husklet::husklet(&self.root(), &all)
+    }
+
+    /// Every pod file `husklet pods -o json` reports.
+    pub fn pods(&self) -> Vec<serde_json::Value> {
+        let out = self.husklet(&["-o", "json", "pods"]);
+        assert!(
+            out.status.success(),
+            "husklet pods: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("pods json")
+    }
+
+    /// The name kubelet gives the static pod `name` on this node.
+    pub fn full(&self, name: &str) -> String {
+        format!("{name}-{NODE}")
+    }
+
+    /// The pod file of static pod `name`, if reported.
+    pub fn pod(&self, name: &str) -> Option<serde_json::Value> {
+        let full = self.full(name);
+        self.pods()
+            .into_iter()
+            .find(|p| p["pod"]["metadata"]["name"] == full.as_str())
+    }
+
+    /// Wait until `pred` holds for pod `name` (polling every 100 ms).
+    pub fn wait_pod(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let t0 = Instant::now();
+        loop {
+            if let Some(p) = self.pod(name) {
+                if pred(&p) {
+                    return p;
+                }
+                if t0.elapsed() > timeout {
+                    panic!(
+                        "pod {name}: not {what} after {timeout:?}:\n{}\nhusklet log:\n{}",
+                        serde_json::to_string_pretty(&p).unwrap_or_default(),
+                        self.log()
+                    );
+                }
+            } else if t0.elapsed() > timeout {
+                panic!("pod {name}: never reported\nhusklet log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait until pod `name` is no longer reported.
+    pub fn wait_gone(&self, name: &str, timeout: Duration) {
+        let t0 = Instant::now();
+        while self.pod(name).is_some() {
+            assert!(
+                t0.elapsed() < timeout,
+                "pod {name} still reported\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The status condition `type_` of a pod file is "True".
+pub fn condition(p: &serde_json::Value, type_: &str) -> bool {
+    p["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == type_ && c["status"] == "True")
+    })
+}
+
+/// The container status `name` of a pod file.
+pub fn container<'a>(p: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    let find = |k: &str| {
+        p["status"][k]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+    };
+    find("containerStatuses")
+        .or_else(|| find("initContainerStatuses"))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+impl Drop for PodNode {
+    fn drop(&mut self) {
+        // Remove every manifest and let husklet tear the pods down (1 s grace).
+        if let Ok(rd) = std::fs::read_dir(self.manifests()) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        if self.husklet.is_some() {
+            let t0 = Instant::now();
+            while !self.pods().is_empty() && t0.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        self.stop();
+    }
+}
