@@ -148,7 +148,7 @@ fn validate(req: &cri::CreateContainerRequest) -> Result<&cri::ContainerConfig, 
 }
 
 impl Cri {
-    fn container(&self, id: &str) -> Result<ContainerRecord, CriError> {
+    pub(crate) fn container(&self, id: &str) -> Result<ContainerRecord, CriError> {
         let st = self.state();
         State::resolve(&st.containers, "container", id).cloned()
     }
@@ -200,6 +200,7 @@ impl Cri {
                 },
                 e => e,
             })?;
+        let target_pid_ns = self.target_pid_ns(&config)?;
         let md = config.metadata.clone().unwrap_or_default();
         let pmd = sandbox.metadata();
         let key = format!(
@@ -237,6 +238,7 @@ impl Cri {
                     image: &details.config,
                     sandbox: &sb,
                     rootfs: &rootfs.rootfs,
+                    target_pid_ns,
                 })?;
                 std::fs::create_dir_all(&r.bundle)
                     .map_err(CriError::io("create the bundle", &r.bundle))?;
@@ -275,7 +277,13 @@ impl Cri {
         match made {
             Ok(pid) => {
                 tracing::info!(container = %id, pid, "container created");
+                let sandbox_id = rec.sandbox_id.clone();
                 self.state().containers.insert(id.clone(), rec);
+                self.emit(
+                    &id,
+                    &sandbox_id,
+                    cri::ContainerEventType::ContainerCreatedEvent,
+                );
                 Ok(cri::CreateContainerResponse { container_id: id })
             }
             Err(e) => {
@@ -312,7 +320,14 @@ impl Cri {
         .await?;
         rec.started_at = record::now_ns();
         record::save(&self.cfg.containers_dir(), &rec.id, &rec)?;
+        let (cid, sandbox_id, dir) = (rec.id.clone(), rec.sandbox_id.clone(), rec.shim_dir.clone());
         self.state().containers.insert(rec.id.clone(), rec);
+        self.emit(
+            &cid,
+            &sandbox_id,
+            cri::ContainerEventType::ContainerStartedEvent,
+        );
+        self.events.watch_exit(&cid, &sandbox_id, dir);
         Ok(())
     }
 
@@ -445,6 +460,11 @@ impl Cri {
         drop(st);
         self.drop_lock(&rec.id);
         tracing::info!(container = %rec.id, "container removed");
+        self.emit(
+            &rec.id,
+            &rec.sandbox_id,
+            cri::ContainerEventType::ContainerDeletedEvent,
+        );
         Ok(())
     }
 
@@ -528,6 +548,15 @@ impl Cri {
             annotations: c.config.annotations.clone(),
             mounts: c.config.mounts.clone(),
             log_path: c.log_path.clone(),
+            resources: c
+                .config
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.clone())
+                .map(|r| cri::ContainerResources {
+                    linux: Some(r),
+                    windows: None,
+                }),
             image_id: c.image_id.clone(),
             ..Default::default()
         };
@@ -549,6 +578,39 @@ impl Cri {
             status: Some(status),
             info,
         })
+    }
+}
+
+impl Cri {
+    /// The pid namespace of the container a TARGET pid mode names (None
+    /// for other modes).
+    fn target_pid_ns(&self, config: &cri::ContainerConfig) -> Result<Option<PathBuf>, CriError> {
+        let Some(n) = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref())
+            .filter(|n| n.pid == cri::NamespaceMode::Target as i32)
+        else {
+            return Ok(None);
+        };
+        const FIELD: &str = "config.linux.security_context.namespace_options.target_id";
+        let target = self
+            .container(&n.target_id)
+            .map_err(|_| CriError::invalid(FIELD, format!("no container {:?}", n.target_id)))?;
+        if !matches!(target.live(), Live::Running) {
+            return Err(CriError::invalid(
+                FIELD,
+                format!("container {} is not running", target.id),
+            ));
+        }
+        let pid = std::fs::read_to_string(target.shim_dir.join(layout::PID))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .ok_or_else(|| {
+                CriError::invalid(FIELD, format!("container {} has no pid", target.id))
+            })?;
+        Ok(Some(PathBuf::from(format!("/proc/{pid}/ns/pid"))))
     }
 }
 

@@ -19,6 +19,7 @@
 pub mod config;
 pub mod container;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod filter;
 pub mod grpc;
@@ -26,11 +27,15 @@ pub mod images;
 pub mod limits;
 pub mod pods;
 pub mod record;
+pub mod resources;
 pub mod runtime;
+pub mod seccomp;
+pub mod security;
 pub mod server;
 pub mod service;
 pub mod spec;
 pub mod stats;
+pub mod update;
 
 pub use config::CriConfig;
 pub use error::CriError;

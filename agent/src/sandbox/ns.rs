@@ -1,7 +1,13 @@
-//! Pinned namespaces: a sandbox's net, ipc and uts namespaces are created by
-//! a short-lived thread (never a forked process) and kept alive by bind
-//! mounts of `/proc/thread-self/ns/<kind>` under the sandbox's ns dir;
-//! containers join them by path.
+//! Pinned namespaces: a sandbox's net, ipc and uts namespaces (and its pid
+//! namespace when the pod shares one) are created by a short-lived thread
+//! (never a forked process) and kept alive by bind mounts of
+//! `/proc/thread-self/ns/<kind>` under the sandbox's ns dir; containers join
+//! them by path. The pod's sysctls are written from that thread, so they
+//! land in the new namespaces.
+//!
+//! A pinned pid namespace has no process until the first container joins
+//! it; that container becomes its init, and when it exits the kernel ends
+//! the namespace's other processes too (there is no pause process).
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +20,7 @@ pub enum Kind {
     Net,
     Ipc,
     Uts,
+    Pid,
 }
 
 impl Kind {
@@ -23,6 +30,16 @@ impl Kind {
             Kind::Net => "net",
             Kind::Ipc => "ipc",
             Kind::Uts => "uts",
+            Kind::Pid => "pid",
+        }
+    }
+
+    /// What to bind-mount: for pid, the namespace the thread's children
+    /// would get (unshare does not move the caller itself).
+    fn source(self) -> &'static str {
+        match self {
+            Kind::Pid => "pid_for_children",
+            k => k.name(),
         }
     }
 
@@ -31,6 +48,7 @@ impl Kind {
             Kind::Net => CloneFlags::CLONE_NEWNET,
             Kind::Ipc => CloneFlags::CLONE_NEWIPC,
             Kind::Uts => CloneFlags::CLONE_NEWUTS,
+            Kind::Pid => CloneFlags::CLONE_NEWPID,
         }
     }
 }
@@ -52,6 +70,13 @@ pub enum NsError {
         #[source]
         source: std::io::Error,
     },
+    /// A sysctl the kernel refused (a bad value, or not there).
+    #[error("write sysctl {key}")]
+    Sysctl {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the namespace thread panicked")]
     Thread,
 }
@@ -59,15 +84,27 @@ pub enum NsError {
 /// Create fresh namespaces of `kinds` and pin them in `dir`; in the new uts
 /// namespace set `hostname`, in the new net namespace bring `lo` up.
 pub fn pin(dir: &Path, kinds: &[Kind], hostname: &str) -> Result<(), NsError> {
+    pin_with(dir, kinds, hostname, &[])
+}
+
+/// [`pin`], then write `sysctls` (`net.ipv4.ip_forward` style keys) in the
+/// new namespaces.
+pub fn pin_with(
+    dir: &Path,
+    kinds: &[Kind],
+    hostname: &str,
+    sysctls: &[(String, String)],
+) -> Result<(), NsError> {
     std::fs::create_dir_all(dir).map_err(|source| NsError::Io {
         step: "create the ns dir",
         path: dir.to_path_buf(),
         source,
     })?;
     let (dir2, kinds2, host) = (dir.to_path_buf(), kinds.to_vec(), hostname.to_string());
+    let sysctls = sysctls.to_vec();
     // A thread of its own: unshare changes only this thread's namespaces,
     // and the thread ends right after, so no other task ever runs in them.
-    let res = std::thread::spawn(move || pin_in_thread(&dir2, &kinds2, &host))
+    let res = std::thread::spawn(move || pin_in_thread(&dir2, &kinds2, &host, &sysctls))
         .join()
         .unwrap_or(Err(NsError::Thread));
     if res.is_err() {
@@ -76,7 +113,12 @@ pub fn pin(dir: &Path, kinds: &[Kind], hostname: &str) -> Result<(), NsError> {
     res
 }
 
-fn pin_in_thread(dir: &Path, kinds: &[Kind], hostname: &str) -> Result<(), NsError> {
+fn pin_in_thread(
+    dir: &Path,
+    kinds: &[Kind],
+    hostname: &str,
+    sysctls: &[(String, String)],
+) -> Result<(), NsError> {
     let sys = |step, path: &Path| {
         let path = path.to_path_buf();
         move |source| NsError::Sys { step, path, source }
@@ -89,6 +131,15 @@ fn pin_in_thread(dir: &Path, kinds: &[Kind], hostname: &str) -> Result<(), NsErr
     if kinds.contains(&Kind::Net) {
         loopback_up().map_err(sys("bring lo up", dir))?;
     }
+    // /proc/sys/net and the ipc sysctls resolve to the writing thread's
+    // namespaces.
+    for (k, v) in sysctls {
+        let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&path, v).map_err(|source| NsError::Sysctl {
+            key: k.clone(),
+            source,
+        })?;
+    }
     for k in kinds {
         let target = dir.join(k.name());
         std::fs::File::create(&target).map_err(|source| NsError::Io {
@@ -96,7 +147,7 @@ fn pin_in_thread(dir: &Path, kinds: &[Kind], hostname: &str) -> Result<(), NsErr
             path: target.clone(),
             source,
         })?;
-        let src = PathBuf::from("/proc/thread-self/ns").join(k.name());
+        let src = PathBuf::from("/proc/thread-self/ns").join(k.source());
         nix::mount::mount(
             Some(&src),
             &target,
@@ -137,7 +188,7 @@ fn loopback_up() -> nix::Result<()> {
 /// Unmount and remove every pin in `dir`, and `dir`. Idempotent; errors are
 /// logged (a busy mount is detached anyway).
 pub fn unpin(dir: &Path) {
-    for k in [Kind::Net, Kind::Ipc, Kind::Uts] {
+    for k in [Kind::Net, Kind::Ipc, Kind::Uts, Kind::Pid] {
         let p = dir.join(k.name());
         match nix::mount::umount2(&p, MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}

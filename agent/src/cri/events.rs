@@ -1,0 +1,199 @@
+//! GetContainerEvents: container lifecycle events (created, started,
+//! stopped, deleted) broadcast to every subscribed client, each with the
+//! pod sandbox's status and its containers' statuses, as containerd sends
+//! them.
+//!
+//! Created, started and deleted are sent by the RPCs that do them. A
+//! container's exit is noticed whatever causes it, by a task per running
+//! container that holds a connection to its shim's control socket: the
+//! shim records the exit and then closes every connection.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use k8s_cri::v1 as cri;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{broadcast, watch};
+
+use super::container::Live;
+use super::record;
+use super::runtime::Cri;
+
+/// The stream GetContainerEvents answers with.
+pub type EventStream =
+    Pin<Box<dyn futures::Stream<Item = Result<cri::ContainerEventResponse, tonic::Status>> + Send>>;
+
+/// Events buffered per slow client before it misses some (and is told so
+/// in the log).
+const BACKLOG: usize = 1024;
+
+/// An event as sent: complete, or an exit whose statuses are filled in
+/// when it is delivered (the watcher that saw it holds no [`Cri`]).
+#[derive(Clone, Debug)]
+pub(crate) enum Event {
+    Ready(Box<cri::ContainerEventResponse>),
+    Stopped {
+        id: String,
+        sandbox_id: String,
+        at: i64,
+    },
+}
+
+/// The broadcast side, owned by [`Cri`].
+pub(crate) struct Events {
+    tx: broadcast::Sender<Event>,
+    closed: watch::Sender<bool>,
+}
+
+impl Events {
+    pub fn new() -> Self {
+        Events {
+            tx: broadcast::channel(BACKLOG).0,
+            closed: watch::channel(false).0,
+        }
+    }
+
+    fn send(&self, e: Event) {
+        // No subscriber is fine: events are not kept.
+        let _ = self.tx.send(e);
+    }
+
+    /// End every stream (husklet is shutting down: an open stream would
+    /// hold the server's graceful shutdown forever).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Watch the shim in `shim_dir` and send STOPPED once the container
+    /// `id` has exited. Needs a tokio runtime (husklet's serve has one).
+    pub fn watch_exit(&self, id: &str, sandbox_id: &str, shim_dir: PathBuf) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(container = %id, "no async runtime: its exit will not be sent as an event");
+            return;
+        };
+        let (tx, id, sandbox_id) = (self.tx.clone(), id.to_string(), sandbox_id.to_string());
+        rt.spawn(async move {
+            let sock = shim_dir.join(husk_shim::layout::CTL_SOCK);
+            // Connected: wait for the shim to close it. Refused or gone: the
+            // shim has exited already.
+            if let Ok(mut s) = tokio::net::UnixStream::connect(&sock).await {
+                let mut buf = [0u8; 256];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            }
+            tracing::debug!(container = %id, "container exited");
+            let _ = tx.send(Event::Stopped {
+                id,
+                sandbox_id,
+                at: record::now_ns(),
+            });
+        });
+    }
+}
+
+impl Cri {
+    /// Send `kind` for container `id` of `sandbox_id`, with the statuses as
+    /// they are now.
+    pub(crate) fn emit(&self, id: &str, sandbox_id: &str, kind: cri::ContainerEventType) {
+        let ev = self.event(id, sandbox_id, kind, record::now_ns());
+        self.events.send(Event::Ready(Box::new(ev)));
+    }
+
+    fn event(
+        &self,
+        id: &str,
+        sandbox_id: &str,
+        kind: cri::ContainerEventType,
+        at: i64,
+    ) -> cri::ContainerEventResponse {
+        let pod = self
+            .sandbox_status(sandbox_id, false)
+            .ok()
+            .and_then(|r| r.status);
+        let members: Vec<String> = self
+            .state()
+            .containers
+            .values()
+            .filter(|c| c.sandbox_id == sandbox_id)
+            .map(|c| c.id.clone())
+            .collect();
+        let mut statuses: Vec<cri::ContainerStatus> = members
+            .iter()
+            .filter_map(|c| self.status_of(c, false).ok().and_then(|r| r.status))
+            .collect();
+        statuses.sort_by(|a, b| a.id.cmp(&b.id));
+        cri::ContainerEventResponse {
+            container_id: id.to_string(),
+            container_event_type: kind as i32,
+            created_at: at,
+            pod_sandbox_status: pod,
+            containers_statuses: statuses,
+        }
+    }
+
+    fn complete(&self, e: Event) -> cri::ContainerEventResponse {
+        match e {
+            Event::Ready(ev) => *ev,
+            Event::Stopped { id, sandbox_id, at } => self.event(
+                &id,
+                &sandbox_id,
+                cri::ContainerEventType::ContainerStoppedEvent,
+                at,
+            ),
+        }
+    }
+
+    /// Watch every container that was running when husklet started.
+    pub(crate) fn watch_running(&self) {
+        let running: Vec<(String, String, PathBuf)> = self
+            .state()
+            .containers
+            .values()
+            .filter(|c| matches!(c.live(), Live::Running))
+            .map(|c| (c.id.clone(), c.sandbox_id.clone(), c.shim_dir.clone()))
+            .collect();
+        for (id, sandbox, dir) in running {
+            self.events.watch_exit(&id, &sandbox, dir);
+        }
+    }
+
+    /// End every event stream.
+    pub fn close_events(&self) {
+        self.events.close();
+    }
+}
+
+/// A client's stream: every event from now on, until husklet shuts down.
+pub fn stream(cri: Arc<Cri>) -> EventStream {
+    let rx = cri.events.tx.subscribe();
+    let closed = cri.events.closed.subscribe();
+    Box::pin(futures::stream::unfold(
+        (cri, rx, closed),
+        |(cri, mut rx, mut closed)| async move {
+            loop {
+                if *closed.borrow() {
+                    return None;
+                }
+                let got = tokio::select! {
+                    r = rx.recv() => r,
+                    c = closed.changed() => {
+                        if c.is_err() {
+                            return None;
+                        }
+                        continue;
+                    }
+                };
+                match got {
+                    Ok(e) => {
+                        let ev = cri.complete(e);
+                        return Some((Ok(ev), (cri, rx, closed)));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "a GetContainerEvents client fell behind")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    ))
+}

@@ -1,0 +1,190 @@
+//! CRI `LinuxContainerResources` as OCI `linux.resources` (cpu, memory,
+//! swap, hugepages, unified), checked field by field: the same document
+//! goes into config.json at create and to `husk update` later.
+
+use k8s_cri::v1 as cri;
+use serde_json::{Map, Value, json};
+
+use super::error::CriError;
+
+/// The OCI resources for `r`; errors name the field under `prefix`
+/// (`config.linux.resources` or `linux`).
+pub fn oci(prefix: &str, r: &cri::LinuxContainerResources) -> Result<Map<String, Value>, CriError> {
+    let field = |f: &str| format!("{prefix}.{f}");
+    let non_negative = |f: &str, v: i64| {
+        if v < 0 {
+            Err(CriError::invalid(field(f), format!("{v} is negative")))
+        } else {
+            Ok(v)
+        }
+    };
+    let mut out = Map::new();
+    let mut memory = Map::new();
+    if non_negative("memory_limit_in_bytes", r.memory_limit_in_bytes)? > 0 {
+        memory.insert("limit".into(), r.memory_limit_in_bytes.into());
+    }
+    if r.memory_swap_limit_in_bytes != 0 && r.memory_swap_limit_in_bytes != -1 {
+        let swap = non_negative("memory_swap_limit_in_bytes", r.memory_swap_limit_in_bytes)?;
+        if r.memory_limit_in_bytes > 0 && swap < r.memory_limit_in_bytes {
+            return Err(CriError::invalid(
+                field("memory_swap_limit_in_bytes"),
+                format!(
+                    "{swap} is less than memory_limit_in_bytes {} (it is memory plus swap)",
+                    r.memory_limit_in_bytes
+                ),
+            ));
+        }
+        memory.insert("swap".into(), swap.into());
+    }
+    if !memory.is_empty() {
+        out.insert("memory".into(), Value::Object(memory));
+    }
+    let mut cpu = Map::new();
+    if non_negative("cpu_shares", r.cpu_shares)? > 0 {
+        cpu.insert("shares".into(), r.cpu_shares.into());
+    }
+    // A quota of -1 is "no limit" (the kubelet sends it to lift one).
+    if r.cpu_quota < -1 {
+        return Err(CriError::invalid(
+            field("cpu_quota"),
+            format!("{} is negative (only -1, unlimited, is)", r.cpu_quota),
+        ));
+    }
+    if r.cpu_quota != 0 {
+        cpu.insert("quota".into(), r.cpu_quota.into());
+    }
+    if non_negative("cpu_period", r.cpu_period)? > 0 {
+        if !(1000..=1_000_000).contains(&r.cpu_period) {
+            return Err(CriError::invalid(
+                field("cpu_period"),
+                format!("{} is outside 1000..=1000000 µs", r.cpu_period),
+            ));
+        }
+        cpu.insert("period".into(), r.cpu_period.into());
+    }
+    for (name, key, v) in [
+        ("cpuset_cpus", "cpus", &r.cpuset_cpus),
+        ("cpuset_mems", "mems", &r.cpuset_mems),
+    ] {
+        if !v.is_empty() {
+            if !is_cpu_list(v) {
+                return Err(CriError::invalid(
+                    field(name),
+                    format!("{v:?} is not a list like 0-3,5"),
+                ));
+            }
+            cpu.insert(key.into(), v.clone().into());
+        }
+    }
+    if !cpu.is_empty() {
+        out.insert("cpu".into(), Value::Object(cpu));
+    }
+    let mut huge = vec![];
+    for (i, h) in r.hugepage_limits.iter().enumerate() {
+        if !is_page_size(&h.page_size) {
+            return Err(CriError::invalid(
+                field(&format!("hugepage_limits[{i}].page_size")),
+                format!("{:?} is not a size like 2MB or 1GB", h.page_size),
+            ));
+        }
+        huge.push(json!({"pageSize": h.page_size, "limit": h.limit}));
+    }
+    if !huge.is_empty() {
+        out.insert("hugepageLimits".into(), huge.into());
+    }
+    if !r.unified.is_empty() {
+        for k in r.unified.keys() {
+            if k.is_empty() || k.contains('/') || k.starts_with('.') || !k.contains('.') {
+                return Err(CriError::invalid(
+                    field(&format!("unified[{k:?}]")),
+                    "not a cgroup v2 file name like memory.high",
+                ));
+            }
+        }
+        let m: Map<String, Value> = r
+            .unified
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        out.insert("unified".into(), Value::Object(m));
+    }
+    Ok(out)
+}
+
+/// `0-3,5`: comma-separated numbers and ranges.
+fn is_cpu_list(s: &str) -> bool {
+    s.split(',').all(|part| {
+        let mut it = part.splitn(2, '-');
+        let ok = |x: Option<&str>| {
+            x.is_some_and(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+        };
+        match (it.next(), it.next()) {
+            (a, None) => ok(a),
+            (a, b) => ok(a) && ok(b),
+        }
+    })
+}
+
+/// `2MB`, `1GB`, `64KB`: a number and a binary unit, as the kubelet sends.
+fn is_page_size(s: &str) -> bool {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && matches!(&s[digits..], "KB" | "MB" | "GB" | "TB" | "PB")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_convert_and_bad_fields_are_named() {
+        let r = cri::LinuxContainerResources {
+            cpu_shares: 512,
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            cpuset_cpus: "0".into(),
+            memory_limit_in_bytes: 64 << 20,
+            memory_swap_limit_in_bytes: 64 << 20,
+            hugepage_limits: vec![cri::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 0,
+            }],
+            unified: [("memory.high".to_string(), "max".to_string())].into(),
+            ..Default::default()
+        };
+        let v = Value::Object(oci("linux", &r).unwrap());
+        assert_eq!(v["cpu"]["shares"], 512);
+        assert_eq!(v["memory"], json!({"limit": 64 << 20, "swap": 64 << 20}));
+        assert_eq!(
+            v["hugepageLimits"],
+            json!([{"pageSize": "2MB", "limit": 0}])
+        );
+        assert_eq!(v["unified"]["memory.high"], "max");
+        let bad = |f: fn(&mut cri::LinuxContainerResources), needle: &str| {
+            let mut r = r.clone();
+            f(&mut r);
+            let e = oci("linux", &r).unwrap_err().to_string();
+            assert!(e.starts_with(needle), "{e}");
+        };
+        bad(
+            |r| r.memory_limit_in_bytes = -5,
+            "linux.memory_limit_in_bytes",
+        );
+        bad(|r| r.cpu_quota = -7, "linux.cpu_quota");
+        bad(|r| r.cpu_period = 10, "linux.cpu_period");
+        bad(|r| r.cpuset_cpus = "0-".into(), "linux.cpuset_cpus");
+        bad(
+            |r| r.hugepage_limits[0].page_size = "2M".into(),
+            "linux.hugepage_limits[0].page_size",
+        );
+        bad(
+            |r| {
+                r.unified.insert("../x".into(), "1".into());
+            },
+            "linux.unified[",
+        );
+        bad(
+            |r| r.memory_swap_limit_in_bytes = 1,
+            "linux.memory_swap_limit_in_bytes",
+        );
+    }
+}
