@@ -228,6 +228,11 @@ impl Cri {
             shim_dir: self.cfg.shim_dir(&id),
             config,
         };
+        // A pod sharing its pid namespace: join the pinned one while its
+        // init lives, else this container starts (and pins) a fresh one.
+        let pin_pid_ns = self
+            .pod_pid_ns(&rec.config, &sandbox)
+            .then(|| sandbox.ns_dir.clone());
         let (cfg, store, r, sb) = (self.cfg.clone(), self.images.clone(), rec.clone(), sandbox);
         let made = blocking("create the container", move || {
             let res = (|| {
@@ -277,6 +282,20 @@ impl Cri {
         match made {
             Ok(pid) => {
                 tracing::info!(container = %id, pid, "container created");
+                if let Some(dir) = pin_pid_ns {
+                    let (dir2, cid) = (dir.clone(), id.clone());
+                    if let Err(e) = blocking("pin the pid namespace", move || {
+                        crate::sandbox::ns::pin_pid(&dir2, pid, &cid).map_err(|e| {
+                            CriError::internal(format!("container {cid}: pin its pid namespace"), e)
+                        })
+                    })
+                    .await
+                    {
+                        // The container runs; the pod's next containers get
+                        // a pid namespace of their own instead.
+                        tracing::warn!(container = %id, error = %super::error::chain(&e), "pod pid namespace not shared");
+                    }
+                }
                 let sandbox_id = rec.sandbox_id.clone();
                 self.state().containers.insert(id.clone(), rec);
                 self.emit(
@@ -582,6 +601,36 @@ impl Cri {
 }
 
 impl Cri {
+    /// Whether `config` shares its pod's pid namespace and must pin it
+    /// (true: none is pinned, or its init container is gone and the stale
+    /// pin was removed; false: the container joins the pinned one, or does
+    /// not share).
+    fn pod_pid_ns(
+        &self,
+        config: &cri::ContainerConfig,
+        sandbox: &crate::sandbox::SandboxRecord,
+    ) -> bool {
+        use crate::sandbox::ns;
+        let wants = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref())
+            .is_some_and(|n| n.pid == cri::NamespaceMode::Pod as i32);
+        let Some(pin) = sandbox.ns_path(ns::Kind::Pid).filter(|_| wants) else {
+            return false;
+        };
+        let init = std::fs::read_to_string(sandbox.ns_dir.join(ns::PID_INIT)).unwrap_or_default();
+        let alive = ns::is_pinned(&pin)
+            && self
+                .container(init.trim())
+                .is_ok_and(|c| matches!(c.live(), Live::Created | Live::Running));
+        if !alive {
+            ns::unpin_pid(&sandbox.ns_dir);
+        }
+        !alive
+    }
+
     /// The pid namespace of the container a TARGET pid mode names (None
     /// for other modes).
     fn target_pid_ns(&self, config: &cri::ContainerConfig) -> Result<Option<PathBuf>, CriError> {

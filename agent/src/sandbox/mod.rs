@@ -51,9 +51,10 @@ impl SandboxRecord {
         pinned.then(|| self.ns_dir.join(kind.name()))
     }
 
-    /// The kinds of namespace the sandbox pins.
+    /// The kinds of namespace pinned when the sandbox is set up (a shared
+    /// pid namespace comes later, with its first container: [`ns::pin_pid`]).
     pub fn pinned_kinds(&self) -> Vec<ns::Kind> {
-        [ns::Kind::Net, ns::Kind::Ipc, ns::Kind::Uts, ns::Kind::Pid]
+        [ns::Kind::Net, ns::Kind::Ipc, ns::Kind::Uts]
             .into_iter()
             .filter(|k| self.ns_path(*k).is_some())
             .collect()

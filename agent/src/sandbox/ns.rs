@@ -5,9 +5,12 @@
 //! them by path. The pod's sysctls are written from that thread, so they
 //! land in the new namespaces.
 //!
-//! A pinned pid namespace has no process until the first container joins
-//! it; that container becomes its init, and when it exits the kernel ends
-//! the namespace's other processes too (there is no pause process).
+//! A pid namespace cannot be pinned before it has a process (the kernel
+//! hides `pid_for_children` until an init exists), and there is no pause
+//! process: the pod's pid namespace is the one of its first container that
+//! shares it, pinned by [`pin_pid`] once that container exists. That
+//! container is the namespace's init; when it exits the kernel ends the
+//! other members too, and the next container starts a fresh one.
 
 use std::path::{Path, PathBuf};
 
@@ -34,21 +37,13 @@ impl Kind {
         }
     }
 
-    /// What to bind-mount: for pid, the namespace the thread's children
-    /// would get (unshare does not move the caller itself).
-    fn source(self) -> &'static str {
-        match self {
-            Kind::Pid => "pid_for_children",
-            k => k.name(),
-        }
-    }
-
     fn flag(self) -> CloneFlags {
         match self {
             Kind::Net => CloneFlags::CLONE_NEWNET,
             Kind::Ipc => CloneFlags::CLONE_NEWIPC,
             Kind::Uts => CloneFlags::CLONE_NEWUTS,
-            Kind::Pid => CloneFlags::CLONE_NEWPID,
+            // Never pinned by the thread (see pin_pid).
+            Kind::Pid => CloneFlags::empty(),
         }
     }
 }
@@ -147,7 +142,7 @@ fn pin_in_thread(
             path: target.clone(),
             source,
         })?;
-        let src = PathBuf::from("/proc/thread-self/ns").join(k.source());
+        let src = PathBuf::from("/proc/thread-self/ns").join(k.name());
         nix::mount::mount(
             Some(&src),
             &target,
@@ -185,10 +180,56 @@ fn loopback_up() -> nix::Result<()> {
     nix::errno::Errno::result(rc).map(drop)
 }
 
+/// The file naming the container whose pid namespace is pinned.
+pub const PID_INIT: &str = "pid.init";
+
+/// Pin the pid namespace of process `pid` (the container `init`) as the
+/// sandbox's, replacing a stale pin.
+pub fn pin_pid(dir: &Path, pid: i32, init: &str) -> Result<(), NsError> {
+    let target = dir.join(Kind::Pid.name());
+    unpin_pid(dir);
+    std::fs::File::create(&target).map_err(|source| NsError::Io {
+        step: "create the pin file",
+        path: target.clone(),
+        source,
+    })?;
+    let src = PathBuf::from(format!("/proc/{pid}/ns/pid"));
+    nix::mount::mount(
+        Some(&src),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|source| NsError::Sys {
+        step: "bind-mount the pid namespace",
+        path: target.clone(),
+        source,
+    })?;
+    let init_file = dir.join(PID_INIT);
+    std::fs::write(&init_file, init).map_err(|source| NsError::Io {
+        step: "record the pid namespace's init",
+        path: init_file,
+        source,
+    })
+}
+
+/// Remove the pid pin of `dir` (idempotent).
+pub fn unpin_pid(dir: &Path) {
+    let p = dir.join(Kind::Pid.name());
+    match nix::mount::umount2(&p, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => tracing::warn!(path = %p.display(), error = %e, "unmount a pinned namespace"),
+    }
+    let _ = std::fs::remove_file(&p);
+    let _ = std::fs::remove_file(dir.join(PID_INIT));
+}
+
 /// Unmount and remove every pin in `dir`, and `dir`. Idempotent; errors are
 /// logged (a busy mount is detached anyway).
 pub fn unpin(dir: &Path) {
-    for k in [Kind::Net, Kind::Ipc, Kind::Uts, Kind::Pid] {
+    unpin_pid(dir);
+    for k in [Kind::Net, Kind::Ipc, Kind::Uts] {
         let p = dir.join(k.name());
         match nix::mount::umount2(&p, MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
