@@ -71,6 +71,15 @@ fn runtime_default_confines_and_the_context_is_applied() {
             err.contains("Operation not permitted") || err.contains("denied"),
             "{err}"
         );
+        // What ordinary programs need still works: sockets, fork and exec.
+        let err = sh_ok(
+            &mut c,
+            &root,
+            "(nc -l -p 8080 >/dev/null 2>/tmp/nc.err &); sleep 0.5; cat /tmp/nc.err",
+        )
+        .await;
+        assert_eq!(err, "", "nc could not listen");
+        assert_eq!(sh_ok(&mut c, &root, "echo $(echo forked)").await, "forked");
         // Masked and read-only paths, containerd's defaults.
         assert_eq!(sh_ok(&mut c, &root, "wc -c < /proc/keys").await, "0");
         assert_eq!(

@@ -7,7 +7,7 @@
 //! ```text
 //! sandboxes/<id>.json        one record per sandbox (atomic rewrite)
 //! sandboxes/<id>/            hostname, hosts, resolv.conf
-//! ns/<id>/{net,ipc,uts}      pinned namespaces (bind mounts)
+//! ns/<id>/{net,ipc,uts,pid}  pinned namespaces (bind mounts; pid.init: the pid ns's init)
 //! containers/<id>.json       one record per container
 //! containers/<id>/bundle/    the OCI bundle (config.json)
 //! shim/<id[..32]>/           the container's husk-shim dir (short: socket paths)
@@ -25,6 +25,7 @@ pub mod filter;
 pub mod grpc;
 pub mod images;
 pub mod limits;
+pub mod pidns;
 pub mod pods;
 pub mod record;
 pub mod resources;
