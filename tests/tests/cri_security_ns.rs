@@ -101,6 +101,24 @@ fn shared_host_and_private_pid_namespaces() {
         let seen = sh_ok(&mut c, &y, PS).await;
         assert!(!seen.contains("sleep 4343"), "y sees x: {seen}");
         assert_ne!(pid_ns(&mut c, &x).await, pid_ns(&mut c, &y).await);
+        // TARGET (an ephemeral container's debug target): x's pid namespace.
+        let mut t = ctr_config("t", "sleep 1000");
+        ctr_sc(&mut t).namespace_options = Some(cri::NamespaceOption {
+            pid: cri::NamespaceMode::Target as i32,
+            target_id: x.clone(),
+            ..Default::default()
+        });
+        let t = start(&mut c, &pod2, &pc2, t).await;
+        assert_eq!(pid_ns(&mut c, &t).await, pid_ns(&mut c, &x).await);
+        assert!(sh_ok(&mut c, &t, PS).await.contains("sleep 4343"));
+        let mut bad = ctr_config("bad", "true");
+        ctr_sc(&mut bad).namespace_options = Some(cri::NamespaceOption {
+            pid: cri::NamespaceMode::Target as i32,
+            target_id: "no-such-container".into(),
+            ..Default::default()
+        });
+        let r = create(&mut c, &pod2, &pc2, bad).await;
+        expect_err(r, Code::InvalidArgument, "namespace_options.target_id");
 
         // hostPID and hostIPC: the node's namespaces.
         let mut pc3 = pod_config(&node, "host");

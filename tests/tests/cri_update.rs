@@ -102,6 +102,19 @@ fn updates_reach_the_cgroup_and_the_status() {
             })
             .await;
         expect_err(r, Code::InvalidArgument, "linux.cpu_period");
+        // A CPU the node does not have: refused before the cgroup is touched.
+        let r = c
+            .update_container_resources(cri::UpdateContainerResourcesRequest {
+                container_id: id.clone(),
+                linux: Some(cri::LinuxContainerResources {
+                    memory_limit_in_bytes: 32 << 20,
+                    cpuset_cpus: "4095".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await;
+        expect_err(r, Code::InvalidArgument, "linux.cpuset_cpus");
         let r = c
             .update_container_resources(cri::UpdateContainerResourcesRequest {
                 container_id: id.clone(),

@@ -62,19 +62,42 @@ pub fn oci(prefix: &str, r: &cri::LinuxContainerResources) -> Result<Map<String,
         }
         cpu.insert("period".into(), r.cpu_period.into());
     }
-    for (name, key, v) in [
-        ("cpuset_cpus", "cpus", &r.cpuset_cpus),
-        ("cpuset_mems", "mems", &r.cpuset_mems),
+    for (name, key, v, online) in [
+        (
+            "cpuset_cpus",
+            "cpus",
+            &r.cpuset_cpus,
+            "/sys/devices/system/cpu/online",
+        ),
+        (
+            "cpuset_mems",
+            "mems",
+            &r.cpuset_mems,
+            "/sys/devices/system/node/online",
+        ),
     ] {
-        if !v.is_empty() {
-            if !is_cpu_list(v) {
+        if v.is_empty() {
+            continue;
+        }
+        let Some(want) = parse_list(v) else {
+            return Err(CriError::invalid(
+                field(name),
+                format!("{v:?} is not a list like 0-3,5"),
+            ));
+        };
+        // The kernel would refuse others half-way through an update.
+        if let Some(have) = std::fs::read_to_string(online)
+            .ok()
+            .and_then(|s| parse_list(s.trim()))
+        {
+            if let Some(bad) = want.iter().find(|n| !have.contains(n)) {
                 return Err(CriError::invalid(
                     field(name),
-                    format!("{v:?} is not a list like 0-3,5"),
+                    format!("{bad} is not online on this node ({online})"),
                 ));
             }
-            cpu.insert(key.into(), v.clone().into());
         }
+        cpu.insert(key.into(), v.clone().into());
     }
     if !cpu.is_empty() {
         out.insert("cpu".into(), Value::Object(cpu));
@@ -111,18 +134,24 @@ pub fn oci(prefix: &str, r: &cri::LinuxContainerResources) -> Result<Map<String,
     Ok(out)
 }
 
-/// `0-3,5`: comma-separated numbers and ranges.
-fn is_cpu_list(s: &str) -> bool {
-    s.split(',').all(|part| {
-        let mut it = part.splitn(2, '-');
-        let ok = |x: Option<&str>| {
-            x.is_some_and(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+/// `0-3,5`: comma-separated numbers and ranges, as the numbers (None when
+/// malformed or absurdly large).
+fn parse_list(s: &str) -> Option<Vec<u32>> {
+    let mut out = vec![];
+    for part in s.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let num = |x: &str| {
+            (!x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| x.parse::<u32>().ok())
+                .flatten()
         };
-        match (it.next(), it.next()) {
-            (a, None) => ok(a),
-            (a, b) => ok(a) && ok(b),
+        let (a, b) = (num(a)?, num(b)?);
+        if a > b || b - a > 65536 {
+            return None;
         }
-    })
+        out.extend(a..=b);
+    }
+    Some(out)
 }
 
 /// `2MB`, `1GB`, `64KB`: a number and a binary unit, as the kubelet sends.
@@ -172,6 +201,10 @@ mod tests {
         bad(|r| r.cpu_quota = -7, "linux.cpu_quota");
         bad(|r| r.cpu_period = 10, "linux.cpu_period");
         bad(|r| r.cpuset_cpus = "0-".into(), "linux.cpuset_cpus");
+        bad(
+            |r| r.cpuset_cpus = "4095".into(),
+            "linux.cpuset_cpus: 4095 is not online",
+        );
         bad(
             |r| r.hugepage_limits[0].page_size = "2M".into(),
             "linux.hugepage_limits[0].page_size",
