@@ -131,6 +131,21 @@ fn events_are_streamed_on_create_start_exit_and_delete() {
         );
         assert!(state_of(&ev, &long).is_some());
 
+        // Removing a running container: STOPPED comes before DELETED.
+        let r = start(&mut c, &pod, &pc, ctr_config("rm", "sleep 1000")).await;
+        c.remove_container(cri::RemoveContainerRequest {
+            container_id: r.clone(),
+        })
+        .await
+        .expect("remove a running container");
+        let mut seen = vec![];
+        for _ in 0..4 {
+            let e = next(&mut events).await;
+            assert_eq!(e.container_id, r);
+            seen.push(e.container_event_type);
+        }
+        assert_eq!(seen, [0, 1, 2, 3]);
+
         // The other subscriber saw the same sequence.
         let mut seen = vec![];
         for _ in 0..7 {

@@ -473,12 +473,14 @@ impl Cri {
             record::remove(&cfg.containers_dir(), &cid)
         })
         .await?;
-        let mut st = self.state();
-        st.containers.remove(&rec.id);
-        st.names.remove(&rec.name_key);
-        drop(st);
+        {
+            let mut st = self.state();
+            st.containers.remove(&rec.id);
+            st.names.remove(&rec.name_key);
+        }
         self.drop_lock(&rec.id);
         tracing::info!(container = %rec.id, "container removed");
+        self.events.settle(&rec.id).await;
         self.emit(
             &rec.id,
             &rec.sandbox_id,

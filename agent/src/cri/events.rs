@@ -8,9 +8,11 @@
 //! container that holds a connection to its shim's control socket: the
 //! shim records the exit and then closes every connection.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s_cri::v1 as cri;
 use tokio::io::AsyncReadExt;
@@ -44,6 +46,9 @@ pub(crate) enum Event {
 pub(crate) struct Events {
     tx: broadcast::Sender<Event>,
     closed: watch::Sender<bool>,
+    /// The exit watcher of each started container, so that DELETED never
+    /// overtakes its STOPPED.
+    watchers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 impl Events {
@@ -51,6 +56,7 @@ impl Events {
         Events {
             tx: broadcast::channel(BACKLOG).0,
             closed: watch::channel(false).0,
+            watchers: Mutex::default(),
         }
     }
 
@@ -72,8 +78,9 @@ impl Events {
             tracing::warn!(container = %id, "no async runtime: its exit will not be sent as an event");
             return;
         };
-        let (tx, id, sandbox_id) = (self.tx.clone(), id.to_string(), sandbox_id.to_string());
-        rt.spawn(async move {
+        let (tx, key) = (self.tx.clone(), id.to_string());
+        let (id, sandbox_id) = (id.to_string(), sandbox_id.to_string());
+        let task = rt.spawn(async move {
             let sock = shim_dir.join(husk_shim::layout::CTL_SOCK);
             // Connected: wait for the shim to close it. Refused or gone: the
             // shim has exited already.
@@ -88,6 +95,31 @@ impl Events {
                 at: record::now_ns(),
             });
         });
+        if let Some(old) = self.lock_watchers().insert(key, task) {
+            old.abort();
+        }
+    }
+
+    /// Wait (a few seconds at most) for `id`'s exit watcher to have sent
+    /// STOPPED; the container has exited already.
+    pub async fn settle(&self, id: &str) {
+        let Some(mut task) = self.lock_watchers().remove(id) else {
+            return;
+        };
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(container = %id, "exit watcher still waiting; stopped it");
+            task.abort();
+        }
+    }
+
+    fn lock_watchers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, tokio::task::JoinHandle<()>>> {
+        // Every mutation is a single insert or remove: a poisoned map is consistent.
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
