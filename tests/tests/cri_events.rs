@@ -166,3 +166,43 @@ fn events_are_streamed_on_create_start_exit_and_delete() {
         );
     });
 }
+
+#[test]
+fn exits_after_a_restart_are_streamed() {
+    require_root!();
+    let mut node = CriNode::start();
+    let runtime = rt();
+    let (pod, id) = runtime.block_on(async {
+        let mut c = connect(&node).await;
+        let pc = pod_config(&node, "restart");
+        let pod = run_pod(&mut c, &pc).await;
+        let id = start(&mut c, &pod, &pc, ctr_config("r", "sleep 1000")).await;
+        (pod, id)
+    });
+    // husklet dies; the container lives on under its shim.
+    node.kill9();
+    node.spawn();
+    runtime.block_on(async {
+        let mut c = connect(&node).await;
+        let mut events = c
+            .get_container_events(cri::GetEventsRequest {})
+            .await
+            .expect("GetContainerEvents")
+            .into_inner();
+        c.stop_container(cri::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .expect("stop");
+        let ev = next(&mut events).await;
+        assert_eq!(
+            (ev.container_event_type, ev.container_id.as_str()),
+            (
+                cri::ContainerEventType::ContainerStoppedEvent as i32,
+                id.as_str()
+            )
+        );
+        assert_eq!(ev.pod_sandbox_status.map(|p| p.id), Some(pod));
+    });
+}

@@ -95,7 +95,10 @@ pub fn pin_with(
         path: dir.to_path_buf(),
         source,
     })?;
-    let (dir2, kinds2, host) = (dir.to_path_buf(), kinds.to_vec(), hostname.to_string());
+    // A pid namespace is pinned from its first container (pin_pid): the
+    // thread's own pid namespace is the node's.
+    let kinds: Vec<Kind> = kinds.iter().copied().filter(|k| *k != Kind::Pid).collect();
+    let (dir2, kinds2, host) = (dir.to_path_buf(), kinds, hostname.to_string());
     let sysctls = sysctls.to_vec();
     // A thread of its own: unshare changes only this thread's namespaces,
     // and the thread ends right after, so no other task ever runs in them.
