@@ -158,3 +158,39 @@ fn updates_reach_the_cgroup_and_the_status() {
         assert_eq!((r.memory_limit_in_bytes, r.cpu_shares), (128 << 20, 512));
     });
 }
+
+#[test]
+fn unified_and_hugepages_follow_the_node() {
+    require_root!();
+    let node = CriNode::start();
+    rt().block_on(async {
+        let mut c = connect(&node).await;
+        let pc = pod_config(&node, "node");
+        let pod = run_pod(&mut c, &pc).await;
+        let mut cfg = ctr_config("uni", "sleep 1000");
+        cfg.linux.get_or_insert_default().resources = Some(cri::LinuxContainerResources {
+            unified: [("memory.high".to_string(), "50000000".to_string())].into(),
+            ..Default::default()
+        });
+        let before = node.state_entries("containers");
+        let r = create(&mut c, &pod, &pc, cfg).await;
+        if husk_tests::cgroup::is_v2() {
+            let id = r.expect("unified on cgroup v2");
+            let f = cgroup_file(&node, &format!("node/{id}"), "memory.high", "memory.high");
+            assert_eq!(husk_tests::cgroup::read(&f), "49999872");
+        } else {
+            expect_err(r, Code::InvalidArgument, "config.linux.resources.unified");
+            assert_eq!(node.state_entries("containers"), before);
+        }
+        let mut cfg = ctr_config("huge", "sleep 1000");
+        cfg.linux.get_or_insert_default().resources = Some(cri::LinuxContainerResources {
+            hugepage_limits: vec![cri::HugepageLimit {
+                page_size: "3MB".into(),
+                limit: 0,
+            }],
+            ..Default::default()
+        });
+        let r = create(&mut c, &pod, &pc, cfg).await;
+        expect_err(r, Code::InvalidArgument, "hugepage_limits[0].page_size");
+    });
+}

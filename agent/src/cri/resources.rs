@@ -2,6 +2,8 @@
 //! swap, hugepages, unified), checked field by field: the same document
 //! goes into config.json at create and to `husk update` later.
 
+use std::path::Path;
+
 use k8s_cri::v1 as cri;
 use serde_json::{Map, Value, json};
 
@@ -104,7 +106,7 @@ pub fn oci(prefix: &str, r: &cri::LinuxContainerResources) -> Result<Map<String,
     }
     let mut huge = vec![];
     for (i, h) in r.hugepage_limits.iter().enumerate() {
-        if !is_page_size(&h.page_size) {
+        if page_kb(&h.page_size).is_none() {
             return Err(CriError::invalid(
                 field(&format!("hugepage_limits[{i}].page_size")),
                 format!("{:?} is not a size like 2MB or 1GB", h.page_size),
@@ -134,6 +136,57 @@ pub fn oci(prefix: &str, r: &cri::LinuxContainerResources) -> Result<Map<String,
     Ok(out)
 }
 
+/// Refuse what this node's cgroups cannot hold, naming the field: unified
+/// files without cgroup v2, huge pages of a size the kernel lacks or
+/// without a hugetlb controller. (The runtime would refuse them too, but
+/// only after the container's rootfs and shim were set up.)
+pub fn check_node(prefix: &str, r: &cri::LinuxContainerResources) -> Result<(), CriError> {
+    let controllers = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").ok();
+    if !r.unified.is_empty() && controllers.is_none() {
+        return Err(CriError::invalid(
+            format!("{prefix}.unified"),
+            "needs the cgroup v2 hierarchy; this node has v1 controllers",
+        ));
+    }
+    for (i, h) in r.hugepage_limits.iter().enumerate() {
+        let field = format!("{prefix}.hugepage_limits[{i}].page_size");
+        let kb = page_kb(&h.page_size)
+            .ok_or_else(|| CriError::invalid(&field, format!("{:?} is not a size", h.page_size)))?;
+        if !Path::new(&format!("/sys/kernel/mm/hugepages/hugepages-{kb}kB")).exists() {
+            return Err(CriError::invalid(
+                &field,
+                format!("the node has no {} huge pages", h.page_size),
+            ));
+        }
+        let hugetlb = match &controllers {
+            Some(c) => c.split_whitespace().any(|x| x == "hugetlb"),
+            None => Path::new("/sys/fs/cgroup/hugetlb").is_dir(),
+        };
+        if !hugetlb {
+            return Err(CriError::invalid(
+                &field,
+                "the node's cgroups have no hugetlb controller",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `2MB`, `1GB`, `64KB` (a number and a binary unit, as the kubelet sends) in KiB.
+fn page_kb(s: &str) -> Option<u64> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let n: u64 = s[..digits].parse().ok()?;
+    let mult = match &s[digits..] {
+        "KB" => 1,
+        "MB" => 1 << 10,
+        "GB" => 1 << 20,
+        "TB" => 1 << 30,
+        "PB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
 /// `0-3,5`: comma-separated numbers and ranges, as the numbers (None when
 /// malformed or absurdly large).
 fn parse_list(s: &str) -> Option<Vec<u32>> {
@@ -152,12 +205,6 @@ fn parse_list(s: &str) -> Option<Vec<u32>> {
         out.extend(a..=b);
     }
     Some(out)
-}
-
-/// `2MB`, `1GB`, `64KB`: a number and a binary unit, as the kubelet sends.
-fn is_page_size(s: &str) -> bool {
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    digits > 0 && matches!(&s[digits..], "KB" | "MB" | "GB" | "TB" | "PB")
 }
 
 #[cfg(test)]

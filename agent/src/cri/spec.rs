@@ -236,6 +236,7 @@ pub fn build(inputs: &Inputs) -> Result<Value, CriError> {
     let mut oom_score_adj = None;
     if let Some(r) = c.linux.as_ref().and_then(|l| l.resources.as_ref()) {
         resources = resources::oci("config.linux.resources", r)?;
+        resources::check_node("config.linux.resources", r)?;
         if r.oom_score_adj != 0 {
             oom_score_adj = Some(r.oom_score_adj.max(own_oom_score_adj()));
         }

@@ -62,6 +62,7 @@ impl Cri {
             .ok_or_else(|| CriError::invalid("linux", "missing"))?;
         // Checked before anything is touched.
         let doc = resources::oci("linux", &new)?;
+        resources::check_node("linux", &new)?;
         let full = self.container(&req.container_id)?.id;
         let _lock = self.lock(&full).await;
         let mut rec = self.container(&full)?;
