@@ -238,7 +238,12 @@ pub fn build(inputs: &Inputs) -> Result<Value, CriError> {
         resources = resources::oci("config.linux.resources", r)?;
         resources::check_node("config.linux.resources", r)?;
         if r.oom_score_adj != 0 {
-            oom_score_adj = Some(r.oom_score_adj.max(own_oom_score_adj()));
+            let own = own_oom_score_adj();
+            if r.oom_score_adj < own {
+                tracing::warn!(container = %inputs.id, asked = r.oom_score_adj, own,
+                    "oom_score_adj raised to husklet's own (lowering it needs CAP_SYS_RESOURCE)");
+            }
+            oom_score_adj = Some(r.oom_score_adj.max(own));
         }
     }
     resources.insert("devices".into(), rules.into());

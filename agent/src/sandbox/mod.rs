@@ -20,7 +20,8 @@ pub struct SandboxRecord {
     pub created_at: i64,
     /// False once stopped.
     pub ready: bool,
-    /// Where its namespaces are pinned (files `net`, `ipc`, `uts`).
+    /// Where its namespaces are pinned (files `net`, `ipc`, `uts`; `pid` and
+    /// `pid.init` while its containers share one).
     pub ns_dir: PathBuf,
     /// Its hostname, hosts and resolv.conf.
     pub files_dir: PathBuf,
