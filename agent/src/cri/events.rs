@@ -82,11 +82,19 @@ impl Events {
         let (id, sandbox_id) = (id.to_string(), sandbox_id.to_string());
         let task = rt.spawn(async move {
             let sock = shim_dir.join(husk_shim::layout::CTL_SOCK);
-            // Connected: wait for the shim to close it. Refused or gone: the
-            // shim has exited already.
-            if let Ok(mut s) = tokio::net::UnixStream::connect(&sock).await {
-                let mut buf = [0u8; 256];
-                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            loop {
+                match tokio::net::UnixStream::connect(&sock).await {
+                    // Connected: the shim closes it once the exit is recorded.
+                    Ok(mut s) => {
+                        let mut buf = [0u8; 256];
+                        while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                        break;
+                    }
+                    // Refused or gone because the shim has exited.
+                    Err(_) if shim_gone(&shim_dir) => break,
+                    // A busy listener (full backlog): try again.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
             }
             tracing::debug!(container = %id, "container exited");
             let _ = tx.send(Event::Stopped {
@@ -121,6 +129,17 @@ impl Events {
         // Every mutation is a single insert or remove: a poisoned map is consistent.
         self.watchers.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Whether the shim in `dir` has recorded an exit or is no longer running.
+fn shim_gone(dir: &std::path::Path) -> bool {
+    if matches!(husk_shim::client::read_exit(dir), Ok(Some(_))) {
+        return true;
+    }
+    std::fs::read_to_string(dir.join(husk_shim::layout::SHIM_PID))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .is_none_or(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_err())
 }
 
 impl Cri {
