@@ -111,6 +111,23 @@ fn runtime_default_confines_and_the_context_is_applied() {
             groups.contains(&"2000") && groups.contains(&"3000"),
             "{groups:?}"
         );
+        let reported = c
+            .container_status(cri::ContainerStatusRequest {
+                container_id: user.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+            .user
+            .and_then(|u| u.linux)
+            .expect("ContainerStatus.user");
+        assert_eq!(
+            (reported.uid, reported.gid, reported.supplemental_groups),
+            (1000, 1001, vec![2000, 3000])
+        );
         assert_eq!(status_field(&mut c, &user, "NoNewPrivs").await, "1");
         assert_eq!(
             status_field(&mut c, &user, "CapEff").await,

@@ -37,6 +37,9 @@ pub struct ContainerRecord {
     /// The bundle (config.json) and the shim's dir.
     pub bundle: PathBuf,
     pub shim_dir: PathBuf,
+    /// The process's uid, gid and groups as resolved at create.
+    #[serde(default)]
+    pub user: Option<cri::LinuxContainerUser>,
 }
 
 /// A container's state as its shim dir tells it.
@@ -215,7 +218,8 @@ impl Cri {
         } else {
             Path::new(&sandbox.config.log_directory).join(&config.log_path)
         };
-        let rec = ContainerRecord {
+        let mut rec = ContainerRecord {
+            user: None,
             id: id.clone(),
             sandbox_id: sandbox.id.clone(),
             image_id: details.record.id.to_string(),
@@ -233,7 +237,7 @@ impl Cri {
         let pin_pid_ns = self
             .pod_pid_ns(&rec.config, &sandbox)
             .then(|| sandbox.ns_dir.clone());
-        let (cfg, store, r, sb) = (self.cfg.clone(), self.images.clone(), rec.clone(), sandbox);
+        let (cfg, store, mut r, sb) = (self.cfg.clone(), self.images.clone(), rec.clone(), sandbox);
         let made = blocking("create the container", move || {
             let res = (|| {
                 let rootfs = store.prepare_rootfs(&r.image_id, &r.id)?;
@@ -245,6 +249,7 @@ impl Cri {
                     rootfs: &rootfs.rootfs,
                     target_pid_ns,
                 })?;
+                r.user = spec_user(&spec);
                 std::fs::create_dir_all(&r.bundle)
                     .map_err(CriError::io("create the bundle", &r.bundle))?;
                 let path = r.bundle.join("config.json");
@@ -269,6 +274,7 @@ impl Cri {
                     exec: None,
                 })
                 .map_err(|e| CriError::internal(format!("container {}: start husk-shim", r.id), e))
+                .map(|pid| (pid, r.user.clone()))
             })();
             if res.is_err() {
                 let _ = record::remove(&cfg.containers_dir(), &r.id);
@@ -280,8 +286,9 @@ impl Cri {
         })
         .await;
         match made {
-            Ok(pid) => {
+            Ok((pid, user)) => {
                 tracing::info!(container = %id, pid, "container created");
+                rec.user = user;
                 if let Some(dir) = pin_pid_ns {
                     let (dir2, cid) = (dir.clone(), id.clone());
                     if let Err(e) = blocking("pin the pid namespace", move || {
@@ -579,7 +586,10 @@ impl Cri {
                     windows: None,
                 }),
             image_id: c.image_id.clone(),
-            ..Default::default()
+            user: c
+                .user
+                .clone()
+                .map(|u| cri::ContainerUser { linux: Some(u) }),
         };
         let mut info = HashMap::new();
         if verbose {
@@ -600,6 +610,19 @@ impl Cri {
             info,
         })
     }
+}
+
+/// The user of a built config.json, for ContainerStatus.
+fn spec_user(spec: &serde_json::Value) -> Option<cri::LinuxContainerUser> {
+    let u = &spec["process"]["user"];
+    Some(cri::LinuxContainerUser {
+        uid: u["uid"].as_i64()?,
+        gid: u["gid"].as_i64()?,
+        supplemental_groups: u["additionalGids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|g| g.as_i64()).collect())
+            .unwrap_or_default(),
+    })
 }
 
 /// Wait up to `limit` for the shim to record the exit.
