@@ -272,7 +272,12 @@ pub fn devices(config: &cri::ContainerConfig) -> Result<(Vec<Value>, Vec<Value>)
                 devs.push(d);
             }
         }
-        rules.push(json!({"allow": true, "access": "rwm"}));
+        // Every char and every block device: the same as one allow-all rule,
+        // but a typeless allow-all makes the rules after it unreachable in
+        // husk's cgroup v2 device filter, which the BPF verifier refuses.
+        for kind in ["c", "b"] {
+            rules.push(json!({"allow": true, "type": kind, "access": "rwm"}));
+        }
     }
     for (i, d) in config.devices.iter().enumerate() {
         let field = format!("config.devices[{i}]");
