@@ -72,11 +72,14 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
             .context("install the SIGTERM handler")?;
         // SIGTERM or SIGINT: stop serving and remove the socket; the
         // containers live on under their shims.
+        let closing = cri.clone();
         let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
+            // Event streams never end on their own.
+            closing.close_events();
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let pods = match &a.pods.pod_manifest_path {

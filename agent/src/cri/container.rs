@@ -37,6 +37,9 @@ pub struct ContainerRecord {
     /// The bundle (config.json) and the shim's dir.
     pub bundle: PathBuf,
     pub shim_dir: PathBuf,
+    /// The process's uid, gid and groups as resolved at create.
+    #[serde(default)]
+    pub user: Option<cri::LinuxContainerUser>,
 }
 
 /// A container's state as its shim dir tells it.
@@ -148,7 +151,7 @@ fn validate(req: &cri::CreateContainerRequest) -> Result<&cri::ContainerConfig, 
 }
 
 impl Cri {
-    fn container(&self, id: &str) -> Result<ContainerRecord, CriError> {
+    pub(crate) fn container(&self, id: &str) -> Result<ContainerRecord, CriError> {
         let st = self.state();
         State::resolve(&st.containers, "container", id).cloned()
     }
@@ -200,6 +203,7 @@ impl Cri {
                 },
                 e => e,
             })?;
+        let target_pid_ns = self.target_pid_ns(&config)?;
         let md = config.metadata.clone().unwrap_or_default();
         let pmd = sandbox.metadata();
         let key = format!(
@@ -214,7 +218,8 @@ impl Cri {
         } else {
             Path::new(&sandbox.config.log_directory).join(&config.log_path)
         };
-        let rec = ContainerRecord {
+        let mut rec = ContainerRecord {
+            user: None,
             id: id.clone(),
             sandbox_id: sandbox.id.clone(),
             image_id: details.record.id.to_string(),
@@ -227,7 +232,12 @@ impl Cri {
             shim_dir: self.cfg.shim_dir(&id),
             config,
         };
-        let (cfg, store, r, sb) = (self.cfg.clone(), self.images.clone(), rec.clone(), sandbox);
+        // A pod sharing its pid namespace: join the pinned one while its
+        // init lives, else this container starts (and pins) a fresh one.
+        let pin_pid_ns = self
+            .pod_pid_ns(&rec.config, &sandbox)
+            .then(|| sandbox.ns_dir.clone());
+        let (cfg, store, mut r, sb) = (self.cfg.clone(), self.images.clone(), rec.clone(), sandbox);
         let made = blocking("create the container", move || {
             let res = (|| {
                 let rootfs = store.prepare_rootfs(&r.image_id, &r.id)?;
@@ -237,7 +247,9 @@ impl Cri {
                     image: &details.config,
                     sandbox: &sb,
                     rootfs: &rootfs.rootfs,
+                    target_pid_ns,
                 })?;
+                r.user = spec_user(&spec);
                 std::fs::create_dir_all(&r.bundle)
                     .map_err(CriError::io("create the bundle", &r.bundle))?;
                 let path = r.bundle.join("config.json");
@@ -262,6 +274,7 @@ impl Cri {
                     exec: None,
                 })
                 .map_err(|e| CriError::internal(format!("container {}: start husk-shim", r.id), e))
+                .map(|pid| (pid, r.user.clone()))
             })();
             if res.is_err() {
                 let _ = record::remove(&cfg.containers_dir(), &r.id);
@@ -273,9 +286,30 @@ impl Cri {
         })
         .await;
         match made {
-            Ok(pid) => {
+            Ok((pid, user)) => {
                 tracing::info!(container = %id, pid, "container created");
+                rec.user = user;
+                if let Some(dir) = pin_pid_ns {
+                    let (dir2, cid) = (dir.clone(), id.clone());
+                    if let Err(e) = blocking("pin the pid namespace", move || {
+                        crate::sandbox::ns::pin_pid(&dir2, pid, &cid).map_err(|e| {
+                            CriError::internal(format!("container {cid}: pin its pid namespace"), e)
+                        })
+                    })
+                    .await
+                    {
+                        // The container runs; the pod's next containers get
+                        // a pid namespace of their own instead.
+                        tracing::warn!(container = %id, error = %super::error::chain(&e), "pod pid namespace not shared");
+                    }
+                }
+                let sandbox_id = rec.sandbox_id.clone();
                 self.state().containers.insert(id.clone(), rec);
+                self.emit(
+                    &id,
+                    &sandbox_id,
+                    cri::ContainerEventType::ContainerCreatedEvent,
+                );
                 Ok(cri::CreateContainerResponse { container_id: id })
             }
             Err(e) => {
@@ -312,7 +346,14 @@ impl Cri {
         .await?;
         rec.started_at = record::now_ns();
         record::save(&self.cfg.containers_dir(), &rec.id, &rec)?;
+        let (cid, sandbox_id, dir) = (rec.id.clone(), rec.sandbox_id.clone(), rec.shim_dir.clone());
         self.state().containers.insert(rec.id.clone(), rec);
+        self.emit(
+            &cid,
+            &sandbox_id,
+            cri::ContainerEventType::ContainerStartedEvent,
+        );
+        self.events.watch_exit(&cid, &sandbox_id, dir);
         Ok(())
     }
 
@@ -439,12 +480,19 @@ impl Cri {
             record::remove(&cfg.containers_dir(), &cid)
         })
         .await?;
-        let mut st = self.state();
-        st.containers.remove(&rec.id);
-        st.names.remove(&rec.name_key);
-        drop(st);
+        {
+            let mut st = self.state();
+            st.containers.remove(&rec.id);
+            st.names.remove(&rec.name_key);
+        }
         self.drop_lock(&rec.id);
         tracing::info!(container = %rec.id, "container removed");
+        self.events.settle(&rec.id).await;
+        self.emit(
+            &rec.id,
+            &rec.sandbox_id,
+            cri::ContainerEventType::ContainerDeletedEvent,
+        );
         Ok(())
     }
 
@@ -528,8 +576,20 @@ impl Cri {
             annotations: c.config.annotations.clone(),
             mounts: c.config.mounts.clone(),
             log_path: c.log_path.clone(),
+            resources: c
+                .config
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.clone())
+                .map(|r| cri::ContainerResources {
+                    linux: Some(r),
+                    windows: None,
+                }),
             image_id: c.image_id.clone(),
-            ..Default::default()
+            user: c
+                .user
+                .clone()
+                .map(|u| cri::ContainerUser { linux: Some(u) }),
         };
         let mut info = HashMap::new();
         if verbose {
@@ -550,6 +610,19 @@ impl Cri {
             info,
         })
     }
+}
+
+/// The user of a built config.json, for ContainerStatus.
+fn spec_user(spec: &serde_json::Value) -> Option<cri::LinuxContainerUser> {
+    let u = &spec["process"]["user"];
+    Some(cri::LinuxContainerUser {
+        uid: u["uid"].as_i64()?,
+        gid: u["gid"].as_i64()?,
+        supplemental_groups: u["additionalGids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|g| g.as_i64()).collect())
+            .unwrap_or_default(),
+    })
 }
 
 /// Wait up to `limit` for the shim to record the exit.

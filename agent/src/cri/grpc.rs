@@ -230,7 +230,7 @@ impl<T: RuntimeService + ImageService> runtime_srv::RuntimeService for Grpc<T> {
         &self,
         _req: Request<cri::GetEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        Err(CriError::Unimplemented("GetContainerEvents").into())
+        reply(RuntimeService::container_events(self.0.clone()))
     }
 
     async fn list_metric_descriptors(

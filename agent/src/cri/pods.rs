@@ -66,6 +66,7 @@ fn validate(req: &cri::RunPodSandboxRequest) -> Result<&cri::PodSandboxConfig, C
             "must be an absolute cgroupfs path without ..",
         ));
     }
+    sandbox::check_sysctls(config).map_err(|(field, why)| CriError::invalid(field, why))?;
     Ok(config)
 }
 
@@ -309,10 +310,7 @@ fn setup(
     rec: SandboxRecord,
 ) -> Result<(Option<String>, Vec<String>), CriError> {
     let cfg = &rec.config;
-    let mut kinds = vec![ns::Kind::Ipc, ns::Kind::Uts];
-    if !rec.host_network {
-        kinds.push(ns::Kind::Net);
-    }
+    let kinds = rec.pinned_kinds();
     let hostname = if rec.host_network {
         nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
@@ -320,8 +318,12 @@ fn setup(
     } else {
         rec.hostname()
     };
-    ns::pin(&rec.ns_dir, &kinds, &hostname)
-        .map_err(|e| CriError::internal(format!("sandbox {}: pin namespaces", rec.id), e))?;
+    ns::pin_with(&rec.ns_dir, &kinds, &hostname, &rec.sysctls()).map_err(|e| match e {
+        ns::NsError::Sysctl { key, source } => {
+            CriError::invalid(format!("config.linux.sysctls[{key:?}]"), source.to_string())
+        }
+        e => CriError::internal(format!("sandbox {}: pin namespaces", rec.id), e),
+    })?;
     let mut net = (None, vec![]);
     if let Some(path) = rec.ns_path(ns::Kind::Net) {
         match cni.add(&rec.id, &path, &cfg.port_mappings) {

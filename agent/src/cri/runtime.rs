@@ -25,6 +25,8 @@ pub struct Cri {
     /// One async lock per sandbox or container id: calls that change an
     /// object (start, stop, remove, create in a sandbox) run one at a time.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Container events for GetContainerEvents.
+    pub(crate) events: super::events::Events,
 }
 
 /// What is known in memory; the records on disk are the truth after a restart.
@@ -132,13 +134,16 @@ impl Cri {
                 let _ = crate::image::fsutil::remove_tree(&e.path());
             }
         }
-        Ok(Cri {
+        let cri = Cri {
             cfg: Arc::new(cfg),
             images,
             cni,
             state: Mutex::new(state),
             locks: Mutex::default(),
-        })
+            events: super::events::Events::new(),
+        };
+        cri.watch_running();
+        Ok(cri)
     }
 
     /// The settings it runs with.
@@ -405,5 +410,17 @@ impl RuntimeService for Cri {
 
     async fn exec_sync(&self, req: cri::ExecSyncRequest) -> CriResult<cri::ExecSyncResponse> {
         self.exec_sync_in(req).await
+    }
+
+    async fn update_container_resources(
+        &self,
+        req: cri::UpdateContainerResourcesRequest,
+    ) -> CriResult<cri::UpdateContainerResourcesResponse> {
+        self.update_resources(req).await?;
+        Ok(cri::UpdateContainerResourcesResponse {})
+    }
+
+    fn container_events(self: Arc<Self>) -> CriResult<super::events::EventStream> {
+        Ok(super::events::stream(self))
     }
 }

@@ -3,7 +3,8 @@
 //! ([`super::grpc`]) serves. Every method has a default that answers
 //! `Unimplemented` naming the RPC, so an implementation grows RPC by RPC.
 //!
-//! `GetContainerEvents` (a server stream) lives only in the adapter for now.
+//! `GetContainerEvents` is a server stream: [`RuntimeService::container_events`]
+//! takes the shared service (the stream outlives the call).
 
 use k8s_cri::v1 as cri;
 
@@ -198,6 +199,10 @@ pub trait RuntimeService: Send + Sync + 'static {
     ) -> CriResult<cri::CheckpointContainerResponse> {
         let _ = req;
         Err(CriError::Unimplemented("CheckpointContainer"))
+    }
+    /// `GetContainerEvents`: every container event from now on.
+    fn container_events(self: std::sync::Arc<Self>) -> CriResult<super::events::EventStream> {
+        Err(CriError::Unimplemented("GetContainerEvents"))
     }
     /// `ListMetricDescriptors`.
     async fn list_metric_descriptors(

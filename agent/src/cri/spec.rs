@@ -1,12 +1,13 @@
 //! The OCI runtime spec (config.json) of a CRI container: the image config
 //! merged with the CRI config, joining the sandbox's pinned namespaces.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use k8s_cri::v1 as cri;
 use serde_json::{Value, json};
 
 use super::error::CriError;
+use super::{resources, seccomp, security};
 use crate::image::RunConfig;
 use crate::sandbox::{SandboxRecord, files, ns};
 
@@ -18,47 +19,9 @@ pub struct Inputs<'a> {
     pub sandbox: &'a SandboxRecord,
     /// The mounted overlay rootfs.
     pub rootfs: &'a Path,
+    /// The pid namespace of the container a TARGET pid mode names.
+    pub target_pid_ns: Option<PathBuf>,
 }
-
-/// containerd's default capability set.
-const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
-/// containerd's default masked and read-only paths.
-const MASKED: &[&str] = &[
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-const READONLY: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -177,46 +140,16 @@ fn user(
     Ok((uid, gid, extra))
 }
 
-fn capabilities(sc: Option<&cri::LinuxContainerSecurityContext>) -> Vec<String> {
-    let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
-    let norm = |c: &str| {
-        let c = c.to_ascii_uppercase();
-        if c.starts_with("CAP_") {
-            c
-        } else {
-            format!("CAP_{c}")
-        }
-    };
-    if let Some(c) = sc.and_then(|s| s.capabilities.as_ref()) {
-        if c.drop_capabilities
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case("ALL"))
-        {
-            caps.clear();
-        }
-        for d in &c.drop_capabilities {
-            let d = norm(d);
-            caps.retain(|x| *x != d);
-        }
-        for a in &c.add_capabilities {
-            let a = norm(a);
-            if !caps.contains(&a) && a != "CAP_ALL" {
-                caps.push(a);
-            }
-        }
-    }
-    caps
-}
-
-fn mounts(inputs: &Inputs) -> Vec<Value> {
+fn mounts(inputs: &Inputs, privileged: bool) -> Vec<Value> {
     let c = inputs.config;
+    let sys_mode = if privileged { "rw" } else { "ro" };
     let taken = |dst: &str| c.mounts.iter().any(|m| m.container_path == dst);
     let mut out = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", sys_mode]}),
     ];
     if !taken("/dev/shm") {
         out.push(json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}));
@@ -279,21 +212,10 @@ pub fn build(inputs: &Inputs) -> Result<Value, CriError> {
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| "/".into())
     };
-    let caps = capabilities(sc);
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "mount"}),
-        json!({"type": "cgroup"}),
-    ];
-    for (kind, oci) in [
-        (ns::Kind::Net, "network"),
-        (ns::Kind::Ipc, "ipc"),
-        (ns::Kind::Uts, "uts"),
-    ] {
-        if let Some(p) = inputs.sandbox.ns_path(kind) {
-            namespaces.push(json!({"type": oci, "path": p}));
-        }
-    }
+    security::check(sc, &inputs.sandbox.config)?;
+    let privileged = sc.is_some_and(|s| s.privileged);
+    let caps = security::capabilities(sc)?;
+    let namespaces = namespaces(inputs, sc)?;
     let parent = inputs.sandbox.cgroup_parent();
     let parent = if parent.is_empty() {
         "/husk".to_string()
@@ -301,45 +223,35 @@ pub fn build(inputs: &Inputs) -> Result<Value, CriError> {
         parent
     };
     let cgroups_path = format!("{}/{}", parent.trim_end_matches('/'), inputs.id);
-    let mut resources = json!({
-        "devices": [{"allow": false, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 136, "access": "rwm"}]
-    });
+    let (devices, device_rules) = security::devices(c)?;
+    let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+    for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2)] {
+        rules.push(
+            json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}),
+        );
+    }
+    rules.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
+    rules.extend(device_rules);
+    let mut resources = serde_json::Map::new();
     let mut oom_score_adj = None;
     if let Some(r) = c.linux.as_ref().and_then(|l| l.resources.as_ref()) {
-        if r.memory_limit_in_bytes > 0 {
-            resources["memory"] = json!({"limit": r.memory_limit_in_bytes});
-        }
-        let mut cpu = serde_json::Map::new();
-        if r.cpu_shares > 0 {
-            cpu.insert("shares".into(), r.cpu_shares.into());
-        }
-        if r.cpu_quota > 0 {
-            cpu.insert("quota".into(), r.cpu_quota.into());
-        }
-        if r.cpu_period > 0 {
-            cpu.insert("period".into(), r.cpu_period.into());
-        }
-        if !r.cpuset_cpus.is_empty() {
-            cpu.insert("cpus".into(), r.cpuset_cpus.clone().into());
-        }
-        if !r.cpuset_mems.is_empty() {
-            cpu.insert("mems".into(), r.cpuset_mems.clone().into());
-        }
-        if !cpu.is_empty() {
-            resources["cpu"] = Value::Object(cpu);
-        }
+        resources = resources::oci("config.linux.resources", r)?;
+        resources::check_node("config.linux.resources", r)?;
         if r.oom_score_adj != 0 {
-            oom_score_adj = Some(r.oom_score_adj.max(own_oom_score_adj()));
+            let own = own_oom_score_adj();
+            if r.oom_score_adj < own {
+                tracing::warn!(container = %inputs.id, asked = r.oom_score_adj, own,
+                    "oom_score_adj raised to husklet's own (lowering it needs CAP_SYS_RESOURCE)");
+            }
+            oom_score_adj = Some(r.oom_score_adj.max(own));
         }
     }
+    resources.insert("devices".into(), rules.into());
+    // Privileged containers are unconfined unless a profile is asked for
+    // explicitly, as containerd.
+    let choice = seccomp::choose(sc)?;
+    let seccomp = seccomp::profile(&choice, &caps)?;
+    let (masked, readonly) = security::masked_and_readonly(sc);
     let mut annotations: serde_json::Map<String, Value> = c
         .annotations
         .iter()
@@ -365,21 +277,75 @@ pub fn build(inputs: &Inputs) -> Result<Value, CriError> {
     if let Some(adj) = oom_score_adj {
         process["oomScoreAdj"] = adj.into();
     }
+    let mut linux = json!({
+        "cgroupsPath": cgroups_path,
+        "namespaces": namespaces,
+        "resources": resources,
+        "maskedPaths": masked,
+        "readonlyPaths": readonly,
+        "devices": devices,
+    });
+    if let Some(p) = seccomp {
+        linux["seccomp"] = p;
+    }
     Ok(json!({
         "ociVersion": "1.0.2",
         "process": process,
         "root": {"path": inputs.rootfs, "readonly": sc.is_some_and(|s| s.readonly_rootfs)},
         "hostname": inputs.sandbox.hostname(),
-        "mounts": mounts(inputs),
+        "mounts": mounts(inputs, privileged),
         "annotations": annotations,
-        "linux": {
-            "cgroupsPath": cgroups_path,
-            "namespaces": namespaces,
-            "resources": resources,
-            "maskedPaths": MASKED,
-            "readonlyPaths": READONLY,
-        }
+        "linux": linux,
     }))
+}
+
+/// The container's namespaces: its own mount and cgroup namespaces; net,
+/// ipc and uts of the sandbox (none when the node's); pid by the
+/// container's own mode (POD: the sandbox's pinned one, NODE: the host's,
+/// TARGET: another container's, CONTAINER or unset: a new one).
+fn namespaces(
+    inputs: &Inputs,
+    sc: Option<&cri::LinuxContainerSecurityContext>,
+) -> Result<Vec<Value>, CriError> {
+    let mut out = vec![json!({"type": "mount"}), json!({"type": "cgroup"})];
+    for (kind, oci) in [
+        (ns::Kind::Net, "network"),
+        (ns::Kind::Ipc, "ipc"),
+        (ns::Kind::Uts, "uts"),
+    ] {
+        if let Some(p) = inputs.sandbox.ns_path(kind) {
+            out.push(json!({"type": oci, "path": p}));
+        }
+    }
+    let pid_mode = sc
+        .and_then(|s| s.namespace_options.as_ref())
+        .map(|n| cri::NamespaceMode::try_from(n.pid))
+        .unwrap_or(Ok(cri::NamespaceMode::Container));
+    match pid_mode {
+        Ok(cri::NamespaceMode::Node) => {}
+        Ok(cri::NamespaceMode::Target) => {
+            let p = inputs.target_pid_ns.as_ref().ok_or_else(|| {
+                CriError::invalid(
+                    "config.linux.security_context.namespace_options.target_id",
+                    "names no running container",
+                )
+            })?;
+            out.push(json!({"type": "pid", "path": p}));
+        }
+        Ok(cri::NamespaceMode::Pod) => match inputs.sandbox.ns_path(ns::Kind::Pid) {
+            Some(p) if ns::is_pinned(&p) => out.push(json!({"type": "pid", "path": p})),
+            // The sandbox shares no pid namespace: the container gets its own.
+            _ => out.push(json!({"type": "pid"})),
+        },
+        Ok(cri::NamespaceMode::Container) => out.push(json!({"type": "pid"})),
+        Err(_) => {
+            return Err(CriError::invalid(
+                "config.linux.security_context.namespace_options.pid",
+                "unknown namespace mode",
+            ));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
