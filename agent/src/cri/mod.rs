@@ -31,6 +31,7 @@ pub mod server;
 pub mod service;
 pub mod spec;
 pub mod stats;
+pub mod streaming;
 
 pub use config::CriConfig;
 pub use error::CriError;

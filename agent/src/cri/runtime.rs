@@ -25,6 +25,8 @@ pub struct Cri {
     /// One async lock per sandbox or container id: calls that change an
     /// object (start, stop, remove, create in a sandbox) run one at a time.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The streaming server behind Exec, Attach and PortForward URLs.
+    pub(crate) streaming: std::sync::OnceLock<Arc<crate::stream::server::Server>>,
 }
 
 /// What is known in memory; the records on disk are the truth after a restart.
@@ -138,6 +140,7 @@ impl Cri {
             cni,
             state: Mutex::new(state),
             locks: Mutex::default(),
+            streaming: std::sync::OnceLock::new(),
         })
     }
 
@@ -405,5 +408,20 @@ impl RuntimeService for Cri {
 
     async fn exec_sync(&self, req: cri::ExecSyncRequest) -> CriResult<cri::ExecSyncResponse> {
         self.exec_sync_in(req).await
+    }
+
+    async fn exec(&self, req: cri::ExecRequest) -> CriResult<cri::ExecResponse> {
+        self.exec_url(req)
+    }
+
+    async fn attach(&self, req: cri::AttachRequest) -> CriResult<cri::AttachResponse> {
+        self.attach_url(req)
+    }
+
+    async fn port_forward(
+        &self,
+        req: cri::PortForwardRequest,
+    ) -> CriResult<cri::PortForwardResponse> {
+        self.port_forward_url(req)
     }
 }
