@@ -213,15 +213,32 @@ async fn run_exec(
     io: Io,
 ) {
     let (client, finish) = client_of(io);
+    let dir = cfg.exec_dir().join(&record::new_id()[..32]);
+    // The client's streams are dropped inside: the outcome goes last.
+    let outcome = exec_session(cfg, &rec, cmd, opts, client, &dir).await;
+    let _ = finish.finish(outcome).await;
+    let d = dir.clone();
+    let _ = blocking("remove the exec dir", move || {
+        let _ = crate::image::fsutil::remove_tree(&d);
+        Ok(())
+    })
+    .await;
+}
+
+async fn exec_session(
+    cfg: Arc<CriConfig>,
+    rec: &ContainerRecord,
+    cmd: Vec<String>,
+    opts: Options,
+    client: bridge::Client,
+    dir: &std::path::Path,
+) -> Outcome {
     // The container may have stopped since the token was issued.
     if !matches!(rec.live(), Live::Running) {
-        let msg = format!("container {} is not running", rec.id);
-        let _ = finish.finish(Outcome::Error(msg)).await;
-        return;
+        return Outcome::Error(format!("container {} is not running", rec.id));
     }
-    let dir = cfg.exec_dir().join(&record::new_id()[..32]);
     let shim_dir = dir.join("s");
-    let (d, r) = (dir.clone(), rec.clone());
+    let (d, r) = (dir.to_path_buf(), rec.clone());
     let launched = blocking("start the exec session", move || {
         let (ours, theirs) = StdUnixStream::pair()
             .map_err(|e| CriError::internal("create the exec stream socket", e))?;
@@ -253,7 +270,7 @@ async fn run_exec(
         Ok((pid, ours))
     })
     .await;
-    let outcome = match launched {
+    match launched {
         Ok((pid, sock)) => match UnixStream::from_std(sock) {
             Ok(sock) => match bridge::run(sock, client, true).await {
                 End::ShimClosed => exit_outcome(&shim_dir, &rec.id).await,
@@ -266,14 +283,7 @@ async fn run_exec(
             Err(e) => Outcome::Error(format!("container {}: exec stream socket: {e}", rec.id)),
         },
         Err(e) => Outcome::Error(crate::cri::error::chain(&e)),
-    };
-    let _ = finish.finish(outcome).await;
-    let d = dir.clone();
-    let _ = blocking("remove the exec dir", move || {
-        let _ = crate::image::fsutil::remove_tree(&d);
-        Ok(())
-    })
-    .await;
+    }
 }
 
 /// The session's exit code from its `exit.json` (written before the shim
@@ -302,6 +312,8 @@ async fn run_attach(rec: ContainerRecord, io: Io) {
         _ => None,
     };
     let Some(conn) = conn else {
+        // Streams first (a WebSocket sends the status after their end).
+        drop(client);
         let msg = format!("container {} is not running", rec.id);
         let _ = finish.finish(Outcome::Error(msg)).await;
         return;
