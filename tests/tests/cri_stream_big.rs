@@ -241,13 +241,16 @@ fn a_client_that_stops_reading_holds_the_process_back() {
             .status
             .success()
     };
+    let t1 = Instant::now();
     assert!(
         !done(&node),
         "the process ran to its end while nobody read its output"
     );
+    let check = t1.elapsed();
     let shims: Vec<u64> = exec_shim_pids(&node).into_iter().map(rss_kib).collect();
     println!(
-        "while the client does not read: husklet RSS {} KiB, exec shim RSS {shims:?} KiB",
+        "while the client does not read: husklet RSS {} KiB, exec shim RSS {shims:?} KiB \
+         (a second exec meanwhile took {check:?})",
         rss_kib(husklet)
     );
     let mut stdout = child.stdout.take().expect("stdout");
