@@ -29,6 +29,8 @@ pub mod websocket;
 #[cfg(test)]
 mod crictl_tests;
 #[cfg(test)]
+mod server_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod ws_tests;
