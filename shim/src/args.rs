@@ -12,14 +12,18 @@ pub struct Args {
     pub id: String,
     pub bundle: PathBuf,
     pub dir: PathBuf,
-    pub log_path: PathBuf,
+    /// The CRI log; `None` only with `--stream` (output goes to the stream alone).
+    pub log_path: Option<PathBuf>,
     pub stdin: bool,
+    /// fd 0 is a connected attach client that the process's output waits for.
+    pub stream: bool,
     pub exec: Option<PathBuf>,
     pub log_limit: usize,
 }
 
 pub const USAGE: &str = "usage: husk-shim --runtime PATH --root DIR --id ID --bundle DIR --dir SHIM_DIR \
---log-path FILE [--stdin] [--exec PROCESS_JSON] [--log-limit BYTES]";
+--log-path FILE [--stdin] [--exec PROCESS_JSON] [--log-limit BYTES]
+       husk-shim ... --exec PROCESS_JSON --stream [--stdin]   (fd 0: the stream's attach socket; no log)";
 
 impl Args {
     /// Parse `argv[1..]`: `--flag value` or `--flag=value`.
@@ -35,13 +39,17 @@ impl Args {
             "exec",
             "log-limit",
         ];
-        let mut stdin = false;
+        let (mut stdin, mut stream) = (false, false);
         while let Some(a) = it.next() {
             let Some(flag) = a.strip_prefix("--") else {
                 return Err(ShimError::Usage(format!("unexpected argument {a:?}")));
             };
-            if flag == "stdin" {
-                stdin = true;
+            match flag {
+                "stdin" => stdin = true,
+                "stream" => stream = true,
+                _ => {}
+            }
+            if matches!(flag, "stdin" | "stream") {
                 continue;
             }
             let (name, inline) = match flag.split_once('=') {
@@ -60,6 +68,7 @@ impl Args {
             };
             v[i] = Some(val);
         }
+        let log_path = v[5].take().filter(|s| !s.is_empty()).map(PathBuf::from);
         let mut need = |i: usize| {
             v[i].take()
                 .filter(|s| !s.is_empty())
@@ -71,7 +80,7 @@ impl Args {
             id: need(2)?,
             bundle: need(3)?.into(),
             dir: need(4)?.into(),
-            log_path: need(5)?.into(),
+            log_path,
             exec: v[6].take().map(PathBuf::from),
             log_limit: match v[7].take() {
                 Some(s) => s.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -80,7 +89,16 @@ impl Args {
                 None => husk_shim::DEFAULT_LOG_LIMIT,
             },
             stdin,
+            stream,
         };
+        if args.log_path.is_none() && !args.stream {
+            return Err(ShimError::Usage("--log-path is required".into()));
+        }
+        if args.stream && args.exec.is_none() {
+            return Err(ShimError::Usage(
+                "--stream needs --exec: only exec sessions stream".into(),
+            ));
+        }
         Ok(args)
     }
 }
@@ -113,5 +131,21 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("--log-limit"), "{e}");
+        let e = parse("--runtime /h --root /r --id c --bundle /b --dir /d --stream")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--stream needs --exec"), "{e}");
+    }
+
+    #[test]
+    fn stream_sessions_need_no_log() {
+        let a =
+            parse("--runtime /h --root /r --id c --bundle /b --dir /d --exec /p --stream --stdin")
+                .unwrap();
+        assert!(a.stream && a.stdin && a.log_path.is_none());
+        let e = parse("--runtime /h --root /r --id c --bundle /b --dir /d --exec /p")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--log-path is required"), "{e}");
     }
 }

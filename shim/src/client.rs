@@ -55,6 +55,21 @@ pub enum LaunchError {
 /// Start a shim and wait for its result: the container's pid, or the error
 /// text of `husk create` (or `husk exec`). The shim lives on on its own.
 pub fn launch(cfg: &LaunchConfig) -> Result<i32, LaunchError> {
+    run(cfg, None)
+}
+
+/// Start an exec session (`cfg.exec` must be set) whose output goes to
+/// `stream` alone, as frames of the attach protocol, and waits for it: the
+/// process blocks when the stream's reader is slow. `stream` is the
+/// session's first attach client from its first byte of output; when it
+/// closes before the process ends, the shim kills the process. There is no
+/// log (`cfg.log_path` is not used). Returns the process's pid; its exit is
+/// in `exit.json` by the time the shim closes `stream`.
+pub fn launch_streaming(cfg: &LaunchConfig, stream: UnixStream) -> Result<i32, LaunchError> {
+    run(cfg, Some(stream))
+}
+
+fn run(cfg: &LaunchConfig, stream: Option<UnixStream>) -> Result<i32, LaunchError> {
     let mut cmd = Command::new(&cfg.shim);
     cmd.arg("--runtime")
         .arg(&cfg.runtime)
@@ -65,9 +80,10 @@ pub fn launch(cfg: &LaunchConfig) -> Result<i32, LaunchError> {
         .arg("--bundle")
         .arg(&cfg.bundle)
         .arg("--dir")
-        .arg(&cfg.dir)
-        .arg("--log-path")
-        .arg(&cfg.log_path);
+        .arg(&cfg.dir);
+    if stream.is_none() {
+        cmd.arg("--log-path").arg(&cfg.log_path);
+    }
     if cfg.stdin {
         cmd.arg("--stdin");
     }
@@ -76,7 +92,15 @@ pub fn launch(cfg: &LaunchConfig) -> Result<i32, LaunchError> {
     }
     // The result comes on the shim's stdout: a pipe that only this child
     // gets (no fd leaks into other children a threaded launcher starts).
-    cmd.stdin(Stdio::null())
+    // The stream's socket goes the same way, as the shim's stdin.
+    let stdin = match stream {
+        Some(s) => {
+            cmd.arg("--stream");
+            Stdio::from(std::os::fd::OwnedFd::from(s))
+        }
+        None => Stdio::null(),
+    };
+    cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = cmd

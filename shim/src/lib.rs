@@ -16,6 +16,7 @@
 //! husk-shim --runtime /usr/bin/husk --root /run/husk/runtime --id ID
 //!           --bundle DIR --dir SHIM_DIR --log-path FILE [--stdin]
 //!           [--exec PROCESS_JSON] [--log-limit BYTES]
+//! husk-shim ... --exec PROCESS_JSON --stream [--stdin]   (no --log-path)
 //! ```
 //!
 //! The launcher gets one JSON line on the shim's stdout (a pipe it reads to
@@ -26,6 +27,18 @@
 //! are removed if the shim created them). [`client::launch`] does all of
 //! this. With `--exec`, `process.terminal` of the process JSON decides the
 //! tty; otherwise `process.terminal` of the bundle's `config.json`.
+//!
+//! # Streamed exec sessions (`--stream`)
+//!
+//! For CRI `Exec` the launcher passes a connected unix socket as the shim's
+//! stdin ([`client::launch_streaming`]). The shim moves it off fd 0 before
+//! it daemonizes and serves it as an attach client from before the process
+//! starts, so no output is missed, with two differences: output waits for
+//! it (while it has not taken the last chunk the shim stops reading the
+//! process's pipes, so a slow reader slows the process, and at most one
+//! chunk is buffered), and there is no CRI log. When that client closes
+//! before the process exits, the shim kills the process (SIGKILL): the
+//! session cannot outlive its stream, even if husklet dies.
 //!
 //! # The shim directory (what husklet recovers from after a restart)
 //!

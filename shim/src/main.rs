@@ -10,7 +10,7 @@ mod runtime;
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -34,6 +34,16 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // The stream's socket arrives as fd 0: move it off stdin before anything else.
+    let stream = match args.stream.then(take_stream).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            report(&SyncResult::Failed {
+                error: error::chain(&e),
+            });
+            std::process::exit(2);
+        }
+    };
     if let Err(e) = daemonize() {
         report(&SyncResult::Failed {
             error: error::chain(&e),
@@ -41,7 +51,7 @@ fn main() {
         std::process::exit(1);
     }
     let mut made = Made::default();
-    match setup(args, &mut made) {
+    match setup(args, stream, &mut made) {
         Ok(shim) => {
             report(&SyncResult::Created { pid: shim.pid() });
             std::process::exit(shim.run());
@@ -58,19 +68,38 @@ fn main() {
 
 /// Every path made absolute: the shim leaves the launcher's cwd.
 fn absolute(mut a: Args) -> Result<Args, ShimError> {
-    for p in [
-        &mut a.runtime,
-        &mut a.root,
-        &mut a.bundle,
-        &mut a.dir,
-        &mut a.log_path,
-    ] {
+    for p in [&mut a.runtime, &mut a.root, &mut a.bundle, &mut a.dir]
+        .into_iter()
+        .chain(a.log_path.as_mut())
+    {
         *p = std::path::absolute(&*p).map_err(io_err(format!("resolve {}", p.display())))?;
     }
     if let Some(p) = a.exec.as_mut() {
         *p = std::path::absolute(&*p).map_err(io_err(format!("resolve {}", p.display())))?;
     }
     Ok(a)
+}
+
+/// `--stream`: fd 0 is the stream client's socket. Take it (close-on-exec,
+/// so neither the runtime nor the process inherits it) and put /dev/null
+/// in its place.
+fn take_stream() -> Result<UnixStream, ShimError> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    let stdin = io::stdin();
+    let st = nix::sys::stat::fstat(stdin.as_fd()).map_err(sys_err("--stream: fstat fd 0"))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(ShimError::Usage(
+            "--stream: fd 0 is not the stream's socket".into(),
+        ));
+    }
+    let fd = fcntl(stdin.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(3))
+        .map_err(sys_err("--stream: dup fd 0"))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+    let sock = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let null = File::open("/dev/null").map_err(io_err("open /dev/null"))?;
+    nix::unistd::dup2_stdin(null).map_err(sys_err("--stream: replace fd 0"))?;
+    Ok(sock)
 }
 
 /// The launcher's one line on stdout; stdout is then /dev/null, so the
@@ -155,7 +184,7 @@ fn read_pid(path: &Path) -> Result<i32, ShimError> {
 
 /// Everything before the loop: the dir, sockets, log, subreaper, signalfd,
 /// stdio, and the runtime's `create` (or `exec`).
-fn setup(args: Args, made: &mut Made) -> Result<Shim, ShimError> {
+fn setup(args: Args, stream: Option<UnixStream>, made: &mut Made) -> Result<Shim, ShimError> {
     let spec = runtime::read_spec(&args)?;
     match std::fs::create_dir(&args.dir) {
         Ok(()) => made.dir = Some(args.dir.clone()),
@@ -174,10 +203,15 @@ fn setup(args: Args, made: &mut Made) -> Result<Shim, ShimError> {
     exit::write_small(&shim_pid, &format!("{}\n", std::process::id()))?;
     let ctl = bind(&args.dir.join(layout::CTL_SOCK), made)?;
     let attach = bind(&args.dir.join(layout::ATTACH_SOCK), made)?;
-    if !args.log_path.exists() {
-        made.files.push(args.log_path.clone());
-    }
-    let log = CriLog::open(&args.log_path, args.log_limit)?;
+    let log = match &args.log_path {
+        Some(p) => {
+            if !p.exists() {
+                made.files.push(p.clone());
+            }
+            Some(CriLog::open(p, args.log_limit)?)
+        }
+        None => None,
+    };
     made.files.push(args.dir.join(layout::RUNTIME_LOG));
     made.files.push(args.dir.join(layout::PID));
 
@@ -254,6 +288,7 @@ fn setup(args: Args, made: &mut Made) -> Result<Shim, ShimError> {
         master,
         outputs,
         oom,
+        stream,
     };
     Ok(Shim::new(args, parts))
 }

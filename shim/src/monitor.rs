@@ -30,6 +30,10 @@ struct Client {
     /// The peer closed its side; kept until its buffered frames are used.
     eof: bool,
     dead: bool,
+    /// The `--stream` client: output waits for it instead of dropping it.
+    hold: bool,
+    /// Output bytes it could not take yet (held clients only; one chunk at most).
+    out: Vec<u8>,
 }
 
 impl Client {
@@ -40,7 +44,24 @@ impl Client {
             buf: Vec::new(),
             eof: false,
             dead: false,
+            hold: false,
+            out: Vec::new(),
         })
+    }
+
+    /// Write what `out` holds without blocking; false on a broken connection.
+    fn flush_out(&mut self) -> bool {
+        while !self.out.is_empty() {
+            match self.s.write(&self.out) {
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
     }
 
     /// Read what is there; false at EOF or on an error.
@@ -72,7 +93,7 @@ pub struct Shim {
     pid: i32,
     terminal: bool,
     started: bool,
-    log: CriLog,
+    log: Option<CriLog>,
     sfd: SignalFd,
     ctl: UnixListener,
     attach: UnixListener,
@@ -96,6 +117,7 @@ enum Ev {
     AttachListen,
     Ctl(usize),
     Attach(usize),
+    AttachOut(usize),
     Source(usize),
     Stdin,
 }
@@ -104,7 +126,7 @@ enum Ev {
 pub struct Parts {
     pub pid: i32,
     pub terminal: bool,
-    pub log: CriLog,
+    pub log: Option<CriLog>,
     pub sfd: SignalFd,
     pub ctl: UnixListener,
     pub attach: UnixListener,
@@ -113,6 +135,8 @@ pub struct Parts {
     /// stdout and stderr pipes, or the master alone.
     pub outputs: Vec<(File, Out)>,
     pub oom: Option<OomCounter>,
+    /// The `--stream` client, connected before the process started.
+    pub stream: Option<UnixStream>,
 }
 
 impl Shim {
@@ -139,7 +163,12 @@ impl Shim {
                 })
                 .collect(),
             ctl_clients: Vec::new(),
-            attach_clients: Vec::new(),
+            attach_clients: p
+                .stream
+                .and_then(Client::new)
+                .map(|c| Client { hold: true, ..c })
+                .into_iter()
+                .collect(),
             stdin_pending: Vec::new(),
             close_stdin_after: false,
             exit: None,
@@ -194,9 +223,22 @@ impl Shim {
                 fds.push(PollFd::new(c.s.as_fd(), inp));
             }
         }
-        for (i, s) in self.sources.iter().enumerate() {
-            tags.push(Ev::Source(i));
-            fds.push(PollFd::new(s.f.as_fd(), inp));
+        // A held client that has not taken the last chunk stops the reading
+        // of output: the process blocks on its full pipe (end-to-end flow
+        // control) instead of the shim buffering.
+        let mut held_busy = false;
+        for (i, c) in self.attach_clients.iter().enumerate() {
+            if c.hold && !c.dead && !c.out.is_empty() {
+                held_busy = true;
+                tags.push(Ev::AttachOut(i));
+                fds.push(PollFd::new(c.s.as_fd(), PollFlags::POLLOUT));
+            }
+        }
+        if !held_busy {
+            for (i, s) in self.sources.iter().enumerate() {
+                tags.push(Ev::Source(i));
+                fds.push(PollFd::new(s.f.as_fd(), inp));
+            }
         }
         if let (false, Some(f)) = (self.stdin_pending.is_empty(), &self.stdin) {
             tags.push(Ev::Stdin);
@@ -242,6 +284,12 @@ impl Shim {
                     c.eof = true;
                 }
             }
+            Ev::AttachOut(i) => {
+                let c = &mut self.attach_clients[i];
+                if !c.flush_out() {
+                    c.dead = true;
+                }
+            }
             Ev::Source(i) => {
                 self.read_source(i);
             }
@@ -276,7 +324,7 @@ impl Shim {
         let out = s.out;
         match s.f.read(&mut buf) {
             Ok(n) if n > 0 => {
-                if let Err(e) = self.log.write(out, &buf[..n]) {
+                if let Some(Err(e)) = self.log.as_mut().map(|l| l.write(out, &buf[..n])) {
                     eprintln!("husk-shim: {}", crate::error::chain(&e));
                 }
                 let stream = match out {
@@ -295,7 +343,7 @@ impl Shim {
             // 0 is EOF; a pty master reads EIO once the last slave fd closed.
             _ => {
                 s.closed = true;
-                if let Err(e) = self.log.finish(out) {
+                if let Some(Err(e)) = self.log.as_mut().map(|l| l.finish(out)) {
                     eprintln!("husk-shim: {}", crate::error::chain(&e));
                 }
                 false
@@ -311,6 +359,13 @@ impl Shim {
         }
         let frame = Frame::encode(stream, data);
         for c in self.attach_clients.iter_mut().filter(|c| !c.dead) {
+            if c.hold {
+                c.out.extend_from_slice(&frame);
+                if !c.flush_out() {
+                    c.dead = true;
+                }
+                continue;
+            }
             match c.s.write(&frame) {
                 Ok(n) if n == frame.len() => {}
                 _ => c.dead = true,
@@ -417,7 +472,10 @@ impl Shim {
         let mut resp = CtlResponse::default();
         let r = match req {
             CtlRequest::Start => self.start(),
-            CtlRequest::ReopenLog => self.log.reopen().map_err(|e| crate::error::chain(&e)),
+            CtlRequest::ReopenLog => match self.log.as_mut() {
+                Some(l) => l.reopen().map_err(|e| crate::error::chain(&e)),
+                None => Err("a streamed exec session has no log".into()),
+            },
             CtlRequest::Resize { rows, cols } => self.resize(rows, cols),
             CtlRequest::Status => {
                 resp.status = Some(Status {
@@ -466,15 +524,42 @@ impl Shim {
     }
 
     fn sweep(&mut self) {
+        // The stream the session was started for is gone (the client hung
+        // up, or husklet died): the session ends with it, as kubelet's do.
+        if self
+            .attach_clients
+            .iter()
+            .any(|c| c.hold && (c.dead || c.eof))
+            && self.exit.is_none()
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            for c in self.attach_clients.iter_mut().filter(|c| c.hold) {
+                c.hold = false;
+                c.dead = true;
+            }
+        }
         let stdin_waits = !self.stdin_pending.is_empty();
         self.ctl_clients.retain(|c| !c.dead);
+        // A held client stays while it can still take output.
         self.attach_clients
-            .retain(|c| !(c.dead || (c.eof && !stdin_waits)));
+            .retain(|c| !c.dead && (c.hold || stdin_waits || !c.eof));
         self.sources.retain(|s| !s.closed);
     }
 
     /// The process is gone: drain its output, record the exit, close up.
     fn finish(mut self) -> i32 {
+        // Held clients get the rest of the output, waiting for them (bounded
+        // by a send timeout: a client that stopped reading is given up).
+        for c in self.attach_clients.iter_mut().filter(|c| c.hold && !c.dead) {
+            let blocking = c.s.set_nonblocking(false).is_ok()
+                && c.s
+                    .set_write_timeout(Some(std::time::Duration::from_secs(30)))
+                    .is_ok();
+            c.dead = !blocking || !c.flush_out() || !c.out.is_empty();
+        }
         for i in 0..self.sources.len() {
             // Bounded, in case an orphan outside the container's pid
             // namespace still holds the pipe and keeps writing.
@@ -482,10 +567,13 @@ impl Shim {
                 if self.sources[i].closed || !self.read_source(i) {
                     break;
                 }
+                for c in self.attach_clients.iter_mut().filter(|c| c.hold && !c.dead) {
+                    c.dead = !c.flush_out() || !c.out.is_empty();
+                }
             }
         }
         for out in [Out::Stdout, Out::Stderr] {
-            if let Err(e) = self.log.finish(out) {
+            if let Some(Err(e)) = self.log.as_mut().map(|l| l.finish(out)) {
                 eprintln!("husk-shim: {}", crate::error::chain(&e));
             }
         }

@@ -163,6 +163,11 @@ impl CriNode {
         std::fs::read_to_string(self.dir.path().join("husklet.log")).unwrap_or_default()
     }
 
+    /// husklet's pid, while it runs.
+    pub fn husklet_pid(&self) -> Option<u32> {
+        self.husklet.as_ref().map(Child::id)
+    }
+
     /// SIGKILL husklet (its containers and shims live on).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.husklet.take() {

@@ -389,14 +389,14 @@ fn every_served_rpc_answers_over_grpc() {
         .await
         .unwrap();
 
-        // Not served yet: Unimplemented, naming the RPC.
+        // An attach that asks for no stream at all is refused, naming the fields.
         let r =
             c.rt.attach(cri::AttachRequest {
                 container_id: stubborn.clone(),
                 ..Default::default()
             })
             .await;
-        expect_err(r, Code::Unimplemented, "Attach");
+        expect_err(r, Code::InvalidArgument, "stdin/stdout/stderr");
 
         // Remove and stop are idempotent.
         for _ in 0..2 {

@@ -40,8 +40,10 @@ fn attach_stdin_reaches_cat_and_its_output_comes_back() {
 fn without_stdin_the_container_reads_eof() {
     require_root!();
     let c = Fixture::new(&["sh", "-c", "cat; echo cat-done"], |_| {});
-    c.run(false);
+    // Attached before the start: `cat` ends at once, and with it the sockets.
+    c.launch(false);
     let mut a = c.attach();
+    c.ctl().start().expect("start");
     // Dropped: the container has no stdin pipe.
     let _ = a.write_stdin(b"ignored\n");
     let rec = c.wait_exit();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use husklet::cri::{Cri, CriConfig, server};
+use husklet::stream::server::Server;
 
 use super::Global;
 
@@ -29,6 +30,11 @@ pub struct ServeArgs {
     /// CNI plugin dirs, searched in order (repeat the option, or separate with ':').
     #[arg(long, value_delimiter = ':', default_values = ["/opt/cni/bin", "/usr/lib/cni"])]
     pub cni_bin_dir: Vec<PathBuf>,
+    /// Where the exec/attach/port-forward streaming server listens (HTTP;
+    /// port 0: a free port, named in the URLs that Exec, Attach and
+    /// PortForward return). Keep it on loopback unless a proxy guards it.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub streaming_address: std::net::SocketAddr,
     #[command(flatten)]
     pub pods: super::node::PodArgs,
 }
@@ -66,12 +72,19 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
         .context("start the async runtime")?;
     rt.block_on(async move {
         let cri = Arc::new(Cri::new(cfg, store).context("open the CRI state")?);
+        let (streams, stream_listener) = Server::bind(a.streaming_address)
+            .await
+            .with_context(|| format!("streaming server: listen on {}", a.streaming_address))?;
+        tracing::info!(url = %streams.base_url(), "serving exec, attach and port-forward streams");
+        cri.set_streaming(streams.clone());
+        tokio::spawn(streams.serve(stream_listener, std::future::pending()));
         let listener = server::bind(&path)?;
         tracing::info!(socket = %path.display(), "serving CRI");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("install the SIGTERM handler")?;
-        // SIGTERM or SIGINT: stop serving and remove the socket; the
-        // containers live on under their shims.
+        // SIGTERM or SIGINT: stop serving and remove the socket. CRI
+        // clients' containers live on under their shims; static pods are
+        // terminated first (below).
         let closing = cri.clone();
         let shutdown = async move {
             tokio::select! {

@@ -71,7 +71,7 @@ impl Cri {
 }
 
 /// The container's process with `cmd` as its args, without a tty.
-fn process_json(bundle: &Path, cmd: &[String]) -> Result<Vec<u8>, CriError> {
+pub(super) fn process_json(bundle: &Path, cmd: &[String]) -> Result<Vec<u8>, CriError> {
     let p = bundle.join("config.json");
     let data = std::fs::read(&p).map_err(CriError::io("read config.json", &p))?;
     let spec: serde_json::Value =

@@ -37,6 +37,7 @@ pub mod server;
 pub mod service;
 pub mod spec;
 pub mod stats;
+pub mod streaming;
 pub mod update;
 
 pub use config::CriConfig;

@@ -27,6 +27,8 @@ pub struct Cri {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Container events for GetContainerEvents.
     pub(crate) events: super::events::Events,
+    /// The streaming server behind Exec, Attach and PortForward URLs.
+    pub(crate) streaming: std::sync::OnceLock<Arc<crate::stream::server::Server>>,
 }
 
 /// What is known in memory; the records on disk are the truth after a restart.
@@ -141,6 +143,7 @@ impl Cri {
             state: Mutex::new(state),
             locks: Mutex::default(),
             events: super::events::Events::new(),
+            streaming: std::sync::OnceLock::new(),
         };
         cri.watch_running();
         Ok(cri)
@@ -422,5 +425,20 @@ impl RuntimeService for Cri {
 
     fn container_events(self: Arc<Self>) -> CriResult<super::events::EventStream> {
         Ok(super::events::stream(self))
+    }
+
+    async fn exec(&self, req: cri::ExecRequest) -> CriResult<cri::ExecResponse> {
+        self.exec_url(req)
+    }
+
+    async fn attach(&self, req: cri::AttachRequest) -> CriResult<cri::AttachResponse> {
+        self.attach_url(req)
+    }
+
+    async fn port_forward(
+        &self,
+        req: cri::PortForwardRequest,
+    ) -> CriResult<cri::PortForwardResponse> {
+        self.port_forward_url(req)
     }
 }

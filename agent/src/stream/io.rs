@@ -17,6 +17,8 @@ pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 /// A boxed writer half.
 pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 type FinishFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+/// Resolves once the client's connection is gone.
+pub type Closed = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Which streams a request asked for (the CRI request's flags).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,6 +47,9 @@ pub struct Io {
     pub stderr: Option<BoxWrite>,
     /// Resize events, when the request has a TTY and the protocol carries them.
     pub resize: Option<mpsc::Receiver<TermSize>>,
+    /// Resolves when the client hangs up (so a quiet process is not kept
+    /// running for nobody).
+    pub closed: Option<Closed>,
     pub finish: Finisher,
 }
 

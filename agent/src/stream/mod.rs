@@ -1,9 +1,11 @@
 //! The streaming protocols of exec, attach and port-forward, as Kubernetes
 //! clients (kubectl, crictl, the apiserver) speak them.
 //!
-//! This is the protocol layer only; the HTTP server that hands out tokens and
-//! wires streams to containers sits on top of it.
+//! The protocol layer, and the server on top of it:
 //!
+//! - [`server`]: the HTTP server behind the URLs of CRI `Exec`, `Attach` and
+//!   `PortForward`, with one-time tokens ([`token`]).
+//! - [`bridge`]: a client's streams to a husk-shim attach connection.
 //! - [`spdy`]: SPDY/3.1 framing and sessions.
 //! - [`negotiate`]: the HTTP upgrade handshakes (SPDY and WebSocket) and
 //!   `X-Stream-Protocol-Version` / `Sec-WebSocket-Protocol` negotiation.
@@ -13,16 +15,21 @@
 //!   exec/attach and port-forward, and SPDY tunnelled in WebSocket.
 //! - [`status`]: the `metav1.Status` written on the error stream.
 
+pub mod bridge;
 pub mod io;
 pub mod negotiate;
 pub mod portforward;
 pub mod remotecommand;
+pub mod server;
 pub mod spdy;
 pub mod status;
+pub mod token;
 pub mod websocket;
 
 #[cfg(test)]
 mod crictl_tests;
+#[cfg(test)]
+mod server_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

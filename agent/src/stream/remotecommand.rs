@@ -140,6 +140,10 @@ pub async fn accept(
         .map(|s| Box::new(s) as super::io::BoxRead);
     let stdout = boxed_w(slots.stdout.filter(|_| opts.stdout));
     let stderr = boxed_w(slots.stderr.filter(|_| opts.stderr && !opts.tty));
+    let watch = session.clone();
+    let closed: super::io::Closed = Box::pin(async move {
+        watch.closed().await;
+    });
     let finish = Finisher::new(move |outcome: Outcome| async move {
         let mut error = error;
         let bytes = error_stream_bytes(json, &outcome);
@@ -159,6 +163,7 @@ pub async fn accept(
         stdout,
         stderr,
         resize,
+        closed: Some(closed),
         finish,
     })
 }

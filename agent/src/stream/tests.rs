@@ -197,7 +197,7 @@ pub(super) async fn start_server() -> SocketAddr {
 }
 
 /// Sends an upgrade request; returns the status line, headers and the socket.
-async fn upgrade(
+pub(super) async fn upgrade(
     addr: SocketAddr,
     path: &str,
     extra: &[(&str, &str)],
@@ -242,7 +242,7 @@ struct ExecResult {
     error: Vec<u8>,
 }
 
-async fn open(session: &Session, kind: &str) -> Stream {
+pub(super) async fn open(session: &Session, kind: &str) -> Stream {
     let s = session
         .open(Headers::new().with("streamType", kind), false)
         .expect("open stream");

@@ -132,7 +132,9 @@ where
     let (stdin_w, stdin_r) = tokio::io::duplex(PIPE);
     let (resize_tx, resize_rx) = mpsc::channel::<TermSize>(8);
     let want_stdin = opts.stdin;
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
+        let _gone = gone_tx;
         let mut stdin_w = want_stdin.then_some(stdin_w);
         while let Some(Ok(msg)) = source.next().await {
             let data = match msg {
@@ -182,6 +184,9 @@ where
         stdout: opts.stdout.then(|| Box::new(stdout_w) as BoxWrite),
         stderr: stderr_w.map(|w| Box::new(w) as BoxWrite),
         resize: opts.tty.then_some(resize_rx),
+        closed: Some(Box::pin(async move {
+            let _ = gone_rx.await;
+        })),
         finish,
     }
 }
