@@ -34,7 +34,12 @@ impl PodNode {
             cgroup: TestCgroup::new(),
             husklet: None,
         };
-        for d in [node.manifests(), node.conf_dir(), node.logs()] {
+        for d in [
+            node.manifests(),
+            node.conf_dir(),
+            node.logs(),
+            node.config_dir(),
+        ] {
             std::fs::create_dir_all(d).expect("node dirs");
         }
         let conf = format!(
@@ -77,6 +82,10 @@ impl PodNode {
     pub fn manifests(&self) -> PathBuf {
         self.dir.path().join("manifests")
     }
+    /// ConfigMaps and Secrets (`--config-dir`).
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
     pub fn conf_dir(&self) -> PathBuf {
         self.dir.path().join("net.d")
     }
@@ -106,6 +115,8 @@ impl PodNode {
             .arg(crate::bins::bin_dir())
             .arg("--pod-manifest-path")
             .arg(self.manifests())
+            .arg("--config-dir")
+            .arg(self.config_dir())
             .arg("--pod-log-dir")
             .arg(self.logs())
             .arg("--cgroup-root")
