@@ -37,6 +37,10 @@ pub struct ContainerRecord {
     /// The bundle (config.json) and the shim's dir.
     pub bundle: PathBuf,
     pub shim_dir: PathBuf,
+    /// Set while CreateContainer runs (rootfs, bundle, shim): a record still
+    /// pending after a crash is rolled back on start (see `super::recover`).
+    #[serde(default)]
+    pub pending: bool,
 }
 
 /// A container's state as its shim dir tells it.
@@ -226,10 +230,13 @@ impl Cri {
             bundle: dir.join("bundle"),
             shim_dir: self.cfg.shim_dir(&id),
             config,
+            pending: true,
         };
         let (cfg, store, r, sb) = (self.cfg.clone(), self.images.clone(), rec.clone(), sandbox);
         let made = blocking("create the container", move || {
             let res = (|| {
+                // Pending first: a crash from here on is rolled back on restart.
+                record::save(&cfg.containers_dir(), &r.id, &r)?;
                 let rootfs = store.prepare_rootfs(&r.image_id, &r.id)?;
                 let spec = spec::build(&spec::Inputs {
                     id: &r.id,
@@ -248,8 +255,6 @@ impl Cri {
                 if let Some(d) = Path::new(&r.log_path).parent() {
                     std::fs::create_dir_all(d).map_err(CriError::io("create the log dir", d))?;
                 }
-                // The record before the shim: a restart then knows of this container.
-                record::save(&cfg.containers_dir(), &r.id, &r)?;
                 husk_shim::launch(&husk_shim::LaunchConfig {
                     shim: cfg.shim.clone(),
                     runtime: cfg.runtime.clone(),
@@ -262,7 +267,21 @@ impl Cri {
                     exec: None,
                 })
                 .map_err(|e| CriError::internal(format!("container {}: start husk-shim", r.id), e))
-            })();
+            })()
+            .and_then(|pid| {
+                let done = ContainerRecord {
+                    pending: false,
+                    ..r.clone()
+                };
+                match record::save(&cfg.containers_dir(), &r.id, &done) {
+                    Ok(()) => Ok(pid),
+                    Err(e) => {
+                        // The shim runs: undo it as a restart would.
+                        super::recover::roll_back_container(&cfg, &store, &r);
+                        Err(e)
+                    }
+                }
+            });
             if res.is_err() {
                 let _ = record::remove(&cfg.containers_dir(), &r.id);
                 let _ = store.remove_rootfs(&r.id);
@@ -275,6 +294,10 @@ impl Cri {
         match made {
             Ok(pid) => {
                 tracing::info!(container = %id, pid, "container created");
+                let rec = ContainerRecord {
+                    pending: false,
+                    ..rec
+                };
                 self.state().containers.insert(id.clone(), rec);
                 Ok(cri::CreateContainerResponse { container_id: id })
             }

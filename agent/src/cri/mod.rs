@@ -26,6 +26,7 @@ pub mod images;
 pub mod limits;
 pub mod pods;
 pub mod record;
+pub mod recover;
 pub mod runtime;
 pub mod server;
 pub mod service;

@@ -90,13 +90,15 @@ impl Cri {
             network: None,
             ips: vec![],
             config,
+            pending: true,
         };
-        let (cni, r) = (self.cni.clone(), rec.clone());
-        let setup = blocking("set up the sandbox", move || setup(&cni, r)).await;
+        let (cni, r, dir) = (self.cni.clone(), rec.clone(), self.cfg.sandboxes_dir());
+        let setup = blocking("set up the sandbox", move || setup(&cni, &dir, r)).await;
         match setup {
             Ok((network, ips)) => {
                 rec.network = network;
                 rec.ips = ips;
+                rec.pending = false;
             }
             Err(e) => {
                 self.state().names.remove(&key);
@@ -104,10 +106,11 @@ impl Cri {
             }
         }
         if let Err(e) = record::save(&self.cfg.sandboxes_dir(), &id, &rec) {
-            let (cni, r) = (self.cni.clone(), rec.clone());
+            let (cni, r, dir) = (self.cni.clone(), rec.clone(), self.cfg.sandboxes_dir());
             let _ = blocking("undo the sandbox", move || {
                 teardown(&cni, &r);
-                Ok(())
+                let _ = crate::image::fsutil::remove_tree(&r.files_dir);
+                record::remove(&dir, &r.id)
             })
             .await;
             self.state().names.remove(&key);
@@ -302,11 +305,36 @@ fn sandbox_state(s: &SandboxRecord) -> cri::PodSandboxState {
     }
 }
 
-/// Pin the namespaces, add the network, write the files; on failure undo
-/// what was done. Returns the network's name and the pod IPs.
+/// Record the sandbox as pending (in `records`), pin the namespaces, add the
+/// network, write the files; on failure undo what was done, the pending
+/// record last. Returns the network's name and the pod IPs.
 fn setup(
     cni: &crate::sandbox::net::Cni,
-    rec: SandboxRecord,
+    records: &std::path::Path,
+    mut rec: SandboxRecord,
+) -> Result<(Option<String>, Vec<String>), CriError> {
+    let list = match rec.host_network {
+        true => None,
+        false => Some(
+            cni.default_network()
+                .map_err(|e| CriError::internal(format!("sandbox {}: network", rec.id), e))?,
+        ),
+    };
+    // The network's name before any side effect: a crash from here on is
+    // rolled back on restart with a CNI DEL on it (see super::recover).
+    rec.network = list.as_ref().map(|l| l.name.clone());
+    record::save(records, &rec.id, &rec)?;
+    let res = setup_pending(cni, list, &rec);
+    if res.is_err() {
+        let _ = record::remove(records, &rec.id);
+    }
+    res
+}
+
+fn setup_pending(
+    cni: &crate::sandbox::net::Cni,
+    list: Option<husk_cni::libcni::NetworkConfigList>,
+    rec: &SandboxRecord,
 ) -> Result<(Option<String>, Vec<String>), CriError> {
     let cfg = &rec.config;
     let mut kinds = vec![ns::Kind::Ipc, ns::Kind::Uts];
@@ -323,14 +351,13 @@ fn setup(
     ns::pin(&rec.ns_dir, &kinds, &hostname)
         .map_err(|e| CriError::internal(format!("sandbox {}: pin namespaces", rec.id), e))?;
     let mut net = (None, vec![]);
-    if let Some(path) = rec.ns_path(ns::Kind::Net) {
-        match cni.add(&rec.id, &path, &cfg.port_mappings) {
-            Ok((name, ips)) => net = (Some(name), ips),
+    if let (Some(path), Some(list)) = (rec.ns_path(ns::Kind::Net), list) {
+        let name = list.name.clone();
+        match cni.add(list, &rec.id, &path, &cfg.port_mappings) {
+            Ok(ips) => net = (Some(name), ips),
             Err(e) => {
                 // ADD may have done part of its work: DEL cleans what it can.
-                if let Ok(list) = cni.default_network() {
-                    let _ = cni.del(&rec.id, &list.name, Some(&path));
-                }
+                let _ = cni.del(&rec.id, &name, Some(&path));
                 ns::unpin(&rec.ns_dir);
                 return Err(CriError::internal(
                     format!("sandbox {}: network", rec.id),
@@ -365,7 +392,7 @@ fn setup(
 
 /// CNI DEL (when attached) and unpin the namespaces; errors are logged, the
 /// namespaces are unpinned whatever CNI says (a leaked netns is worse).
-fn teardown(cni: &crate::sandbox::net::Cni, rec: &SandboxRecord) {
+pub(super) fn teardown(cni: &crate::sandbox::net::Cni, rec: &SandboxRecord) {
     if let Some(network) = &rec.network {
         let netns = rec.ns_path(ns::Kind::Net).filter(|p| ns::is_pinned(p));
         if let Err(e) = cni.del(&rec.id, network, netns.as_deref()) {
