@@ -55,6 +55,7 @@ fn validate(req: &cri::RunPodSandboxRequest) -> Result<&cri::PodSandboxConfig, C
     }
     limits::check_labels("config.labels", &config.labels)?;
     limits::check_annotations("config.annotations", &config.annotations)?;
+    check_port_mappings(&config.port_mappings)?;
     let parent = config
         .linux
         .as_ref()
@@ -67,6 +68,39 @@ fn validate(req: &cri::RunPodSandboxRequest) -> Result<&cri::PodSandboxConfig, C
         ));
     }
     Ok(config)
+}
+
+/// Ports in range and a known protocol, checked before CNI sees them (a
+/// plugin would fail half-way through ADD).
+fn check_port_mappings(maps: &[cri::PortMapping]) -> Result<(), CriError> {
+    for (i, m) in maps.iter().enumerate() {
+        let field = |f: &str| format!("config.port_mappings[{i}].{f}");
+        if !(1..=65535).contains(&m.container_port) {
+            return Err(CriError::invalid(
+                field("container_port"),
+                format!("{} is not a port (1-65535)", m.container_port),
+            ));
+        }
+        if !(0..=65535).contains(&m.host_port) {
+            return Err(CriError::invalid(
+                field("host_port"),
+                format!("{} is not a port (1-65535, or 0 for none)", m.host_port),
+            ));
+        }
+        if cri::Protocol::try_from(m.protocol).is_err() {
+            return Err(CriError::invalid(
+                field("protocol"),
+                format!("{} is not TCP (0), UDP (1) or SCTP (2)", m.protocol),
+            ));
+        }
+        if !m.host_ip.is_empty() && m.host_ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(CriError::invalid(
+                field("host_ip"),
+                format!("{:?} is not an IP address", m.host_ip),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Cri {
