@@ -578,6 +578,9 @@ impl Cri {
 /// Wait up to `limit` for the shim to record the exit.
 async fn wait_exit(rec: &ContainerRecord, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
+    // A killed container is usually reaped within a few ms: look again
+    // soon, then back off to every 20 ms.
+    let mut pause = Duration::from_millis(1);
     loop {
         if matches!(rec.live(), Live::Exited(_) | Live::Unknown) {
             return true;
@@ -585,6 +588,7 @@ async fn wait_exit(rec: &ContainerRecord, limit: Duration) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
