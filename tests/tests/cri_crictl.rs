@@ -292,3 +292,163 @@ fn two_pods_reach_each_other_over_the_pod_network() {
     });
     assert_eq!(page.trim(), "pb");
 }
+
+#[test]
+fn crictl_tails_and_follows_logs_and_reads_stats() {
+    require_crictl!();
+    let node = CriNode::start();
+    let (pod, ctr) = node.run_pod(
+        "talk",
+        "talk",
+        "for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2; \
+         while [ ! -e /tmp/go ]; do sleep 0.2; done; echo late; exit 0",
+    );
+    wait_for("the container's first lines", 10, || {
+        String::from_utf8_lossy(&node.crictl(&["logs", &ctr]).stderr).contains("oops")
+    });
+    // --tail counts lines of both streams, in the order they were written.
+    let out = node.crictl(&["logs", "--tail", "3", &ctr]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line4\nline5\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    // -t: each line with its RFC 3339 time from the CRI log.
+    let stamped = node.crictl_ok(&["logs", "-t", "--tail", "2", &ctr]);
+    let first = stamped.lines().next().unwrap_or_default();
+    let (ts, text) = first.split_once(' ').unwrap_or_default();
+    assert_eq!(text, "line5", "{stamped}");
+    assert!(
+        ts.len() >= 20 && ts.as_bytes()[4] == b'-' && ts.contains('T'),
+        "{stamped}"
+    );
+
+    // -f: a follower started now sees the line written later, and ends
+    // when the container does.
+    let crictl = crictl_path().expect("crictl");
+    let followed = node.dir.path().join("followed.txt");
+    let mut follower = std::process::Command::new(crictl)
+        .arg("--runtime-endpoint")
+        .arg(node.endpoint())
+        .args(["logs", "-f", &ctr])
+        .stdout(std::fs::File::create(&followed).expect("followed.txt"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("crictl logs -f");
+    wait_for("the follower to print the old lines", 10, || {
+        std::fs::read_to_string(&followed).is_ok_and(|s| s.contains("line5"))
+    });
+    assert!(
+        follower.try_wait().expect("try_wait").is_none(),
+        "crictl logs -f ended while the container runs"
+    );
+    node.crictl_ok(&["exec", "-s", &ctr, "touch", "/tmp/go"]);
+    let mut ended = false;
+    wait_for("crictl logs -f to end with the container", 20, || {
+        ended = follower.try_wait().expect("try_wait").is_some();
+        ended
+    });
+    let text = std::fs::read_to_string(&followed).expect("followed.txt");
+    assert_eq!(text, "line1\nline2\nline3\nline4\nline5\nlate\n");
+
+    // stats and statsp agree on ids, and report memory and CPU.
+    let (pod2, busy) = node.run_pod("busy", "busy", "while true; do :; done");
+    wait_for("cpu time to accumulate", 10, || {
+        let s = node.crictl_json(&["stats", "-o", "json", "--id", &busy]);
+        s["stats"][0]["cpu"]["usageCoreNanoSeconds"]["value"]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|v| v > 0)
+    });
+    let s = node.crictl_json(&["stats", "-o", "json"]);
+    let stats = s["stats"].as_array().expect("stats");
+    let ids: Vec<&str> = stats
+        .iter()
+        .filter_map(|x| x["attributes"]["id"].as_str())
+        .collect();
+    assert!(ids.contains(&busy.as_str()), "{s}");
+    assert!(
+        !ids.contains(&ctr.as_str()),
+        "an exited container has no stats in the list: {s}"
+    );
+    let mine = stats
+        .iter()
+        .find(|x| x["attributes"]["id"] == busy.as_str())
+        .expect("busy's stats");
+    let ws = mine["memory"]["workingSetBytes"]["value"]
+        .as_str()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(ws > 0, "{mine}");
+    let sp = node.crictl_json(&["statsp", "-o", "json", "--id", &pod2]);
+    let ps = sp["stats"].as_array().expect("pod stats");
+    assert_eq!(ps.len(), 1, "{sp}");
+    assert_eq!(ps[0]["attributes"]["id"], pod2.as_str(), "{sp}");
+    let ctrs = ps[0]["linux"]["containers"].as_array().expect("containers");
+    assert!(
+        ctrs.iter().any(|c| c["attributes"]["id"] == busy.as_str()),
+        "{sp}"
+    );
+    let all = node.crictl_json(&["statsp", "-o", "json"]);
+    let pods: Vec<&str> = all["stats"]
+        .as_array()
+        .expect("stats")
+        .iter()
+        .filter_map(|x| x["attributes"]["id"].as_str())
+        .collect();
+    assert!(
+        pods.contains(&pod2.as_str()) && pods.contains(&pod.as_str()),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_container_over_its_memory_limit_ends_oom_killed() {
+    require_crictl!();
+    let node = CriNode::start();
+    let pc = node.pod_config("oom");
+    let pod = node
+        .crictl_ok(&["runp", pc.to_str().unwrap()])
+        .trim()
+        .to_string();
+    let cfg = serde_json::json!({
+        "metadata": {"name": "hog"},
+        "image": {"image": "busybox:latest"},
+        // dd's 64 MiB block is allocated and filled: over the 16 MiB limit.
+        "command": ["sh", "-c", "echo start; exec dd if=/dev/zero of=/dev/null bs=64M count=1"],
+        "log_path": "hog.log",
+        "linux": {"resources": {"memory_limit_in_bytes": 16 << 20}},
+    });
+    let cc = node.dir.path().join("ctr-hog.json");
+    std::fs::write(&cc, cfg.to_string()).expect("container config");
+    let ctr = node
+        .crictl_ok(&["create", &pod, cc.to_str().unwrap(), pc.to_str().unwrap()])
+        .trim()
+        .to_string();
+    node.crictl_ok(&["start", &ctr]);
+    wait_for("the hog to end", 20, || {
+        node.container_state(&ctr) == "CONTAINER_EXITED"
+    });
+    let s = node.crictl_json(&["inspect", "-o", "json", &ctr]);
+    assert_eq!(s["status"]["reason"], "OOMKilled", "{s}");
+    assert_eq!(s["status"]["exitCode"], 137, "{s}");
+    assert!(node.crictl_ok(&["logs", &ctr]).contains("start"));
+    // A container that stays under its limit is not reported so.
+    let cfg = serde_json::json!({
+        "metadata": {"name": "small"},
+        "image": {"image": "busybox:latest"},
+        "command": ["sh", "-c", "exec dd if=/dev/zero of=/dev/null bs=1M count=1"],
+        "log_path": "small.log",
+        "linux": {"resources": {"memory_limit_in_bytes": 16 << 20}},
+    });
+    std::fs::write(&cc, cfg.to_string()).expect("container config");
+    let small = node
+        .crictl_ok(&["create", &pod, cc.to_str().unwrap(), pc.to_str().unwrap()])
+        .trim()
+        .to_string();
+    node.crictl_ok(&["start", &small]);
+    wait_for("the small one to end", 20, || {
+        node.container_state(&small) == "CONTAINER_EXITED"
+    });
+    let s = node.crictl_json(&["inspect", "-o", "json", &small]);
+    assert_eq!(s["status"]["reason"], "Completed", "{s}");
+    assert_eq!(s["status"]["exitCode"], 0, "{s}");
+}

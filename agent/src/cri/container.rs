@@ -40,6 +40,10 @@ pub struct ContainerRecord {
     /// The process's uid, gid and groups as resolved at create.
     #[serde(default)]
     pub user: Option<cri::LinuxContainerUser>,
+    /// Set while CreateContainer runs (rootfs, bundle, shim): a record still
+    /// pending after a crash is rolled back on start (see `super::recover`).
+    #[serde(default)]
+    pub pending: bool,
 }
 
 /// A container's state as its shim dir tells it.
@@ -231,6 +235,7 @@ impl Cri {
             bundle: dir.join("bundle"),
             shim_dir: self.cfg.shim_dir(&id),
             config,
+            pending: true,
         };
         // A pod sharing its pid namespace: join the pinned one while its
         // init lives, else this container starts (and pins) a fresh one.
@@ -240,6 +245,8 @@ impl Cri {
         let (cfg, store, mut r, sb) = (self.cfg.clone(), self.images.clone(), rec.clone(), sandbox);
         let made = blocking("create the container", move || {
             let res = (|| {
+                // Pending first: a crash from here on is rolled back on restart.
+                record::save(&cfg.containers_dir(), &r.id, &r)?;
                 let rootfs = store.prepare_rootfs(&r.image_id, &r.id)?;
                 let spec = spec::build(&spec::Inputs {
                     id: &r.id,
@@ -260,8 +267,6 @@ impl Cri {
                 if let Some(d) = Path::new(&r.log_path).parent() {
                     std::fs::create_dir_all(d).map_err(CriError::io("create the log dir", d))?;
                 }
-                // The record before the shim: a restart then knows of this container.
-                record::save(&cfg.containers_dir(), &r.id, &r)?;
                 husk_shim::launch(&husk_shim::LaunchConfig {
                     shim: cfg.shim.clone(),
                     runtime: cfg.runtime.clone(),
@@ -275,7 +280,21 @@ impl Cri {
                 })
                 .map_err(|e| CriError::internal(format!("container {}: start husk-shim", r.id), e))
                 .map(|pid| (pid, r.user.clone()))
-            })();
+            })()
+            .and_then(|(pid, user)| {
+                let done = ContainerRecord {
+                    pending: false,
+                    ..r.clone()
+                };
+                match record::save(&cfg.containers_dir(), &r.id, &done) {
+                    Ok(()) => Ok((pid, user)),
+                    Err(e) => {
+                        // The shim runs: undo it as a restart would.
+                        super::recover::roll_back_container(&cfg, &store, &r);
+                        Err(e)
+                    }
+                }
+            });
             if res.is_err() {
                 let _ = record::remove(&cfg.containers_dir(), &r.id);
                 let _ = store.remove_rootfs(&r.id);
@@ -289,6 +308,7 @@ impl Cri {
             Ok((pid, user)) => {
                 tracing::info!(container = %id, pid, "container created");
                 rec.user = user;
+                rec.pending = false;
                 if let Some(dir) = pin_pid_ns {
                     let (dir2, cid) = (dir.clone(), id.clone());
                     if let Err(e) = blocking("pin the pid namespace", move || {
@@ -628,6 +648,9 @@ fn spec_user(spec: &serde_json::Value) -> Option<cri::LinuxContainerUser> {
 /// Wait up to `limit` for the shim to record the exit.
 async fn wait_exit(rec: &ContainerRecord, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
+    // A killed container is usually reaped within a few ms: look again
+    // soon, then back off to every 20 ms.
+    let mut pause = Duration::from_millis(1);
     loop {
         if matches!(rec.live(), Live::Exited(_) | Live::Unknown) {
             return true;
@@ -635,6 +658,7 @@ async fn wait_exit(rec: &ContainerRecord, limit: Duration) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }

@@ -28,6 +28,7 @@ pub mod limits;
 pub mod pidns;
 pub mod pods;
 pub mod record;
+pub mod recover;
 pub mod remote;
 pub mod resources;
 pub mod runtime;

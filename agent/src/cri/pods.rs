@@ -55,6 +55,7 @@ fn validate(req: &cri::RunPodSandboxRequest) -> Result<&cri::PodSandboxConfig, C
     }
     limits::check_labels("config.labels", &config.labels)?;
     limits::check_annotations("config.annotations", &config.annotations)?;
+    check_port_mappings(&config.port_mappings)?;
     let parent = config
         .linux
         .as_ref()
@@ -68,6 +69,39 @@ fn validate(req: &cri::RunPodSandboxRequest) -> Result<&cri::PodSandboxConfig, C
     }
     sandbox::check_sysctls(config).map_err(|(field, why)| CriError::invalid(field, why))?;
     Ok(config)
+}
+
+/// Ports in range and a known protocol, checked before CNI sees them (a
+/// plugin would fail half-way through ADD).
+fn check_port_mappings(maps: &[cri::PortMapping]) -> Result<(), CriError> {
+    for (i, m) in maps.iter().enumerate() {
+        let field = |f: &str| format!("config.port_mappings[{i}].{f}");
+        if !(1..=65535).contains(&m.container_port) {
+            return Err(CriError::invalid(
+                field("container_port"),
+                format!("{} is not a port (1-65535)", m.container_port),
+            ));
+        }
+        if !(0..=65535).contains(&m.host_port) {
+            return Err(CriError::invalid(
+                field("host_port"),
+                format!("{} is not a port (1-65535, or 0 for none)", m.host_port),
+            ));
+        }
+        if cri::Protocol::try_from(m.protocol).is_err() {
+            return Err(CriError::invalid(
+                field("protocol"),
+                format!("{} is not TCP (0), UDP (1) or SCTP (2)", m.protocol),
+            ));
+        }
+        if !m.host_ip.is_empty() && m.host_ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(CriError::invalid(
+                field("host_ip"),
+                format!("{:?} is not an IP address", m.host_ip),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Cri {
@@ -91,13 +125,15 @@ impl Cri {
             network: None,
             ips: vec![],
             config,
+            pending: true,
         };
-        let (cni, r) = (self.cni.clone(), rec.clone());
-        let setup = blocking("set up the sandbox", move || setup(&cni, r)).await;
+        let (cni, r, dir) = (self.cni.clone(), rec.clone(), self.cfg.sandboxes_dir());
+        let setup = blocking("set up the sandbox", move || setup(&cni, &dir, r)).await;
         match setup {
             Ok((network, ips)) => {
                 rec.network = network;
                 rec.ips = ips;
+                rec.pending = false;
             }
             Err(e) => {
                 self.state().names.remove(&key);
@@ -105,10 +141,11 @@ impl Cri {
             }
         }
         if let Err(e) = record::save(&self.cfg.sandboxes_dir(), &id, &rec) {
-            let (cni, r) = (self.cni.clone(), rec.clone());
+            let (cni, r, dir) = (self.cni.clone(), rec.clone(), self.cfg.sandboxes_dir());
             let _ = blocking("undo the sandbox", move || {
                 teardown(&cni, &r);
-                Ok(())
+                let _ = crate::image::fsutil::remove_tree(&r.files_dir);
+                record::remove(&dir, &r.id)
             })
             .await;
             self.state().names.remove(&key);
@@ -303,11 +340,36 @@ fn sandbox_state(s: &SandboxRecord) -> cri::PodSandboxState {
     }
 }
 
-/// Pin the namespaces, add the network, write the files; on failure undo
-/// what was done. Returns the network's name and the pod IPs.
+/// Record the sandbox as pending (in `records`), pin the namespaces, add the
+/// network, write the files; on failure undo what was done, the pending
+/// record last. Returns the network's name and the pod IPs.
 fn setup(
     cni: &crate::sandbox::net::Cni,
-    rec: SandboxRecord,
+    records: &std::path::Path,
+    mut rec: SandboxRecord,
+) -> Result<(Option<String>, Vec<String>), CriError> {
+    let list = match rec.host_network {
+        true => None,
+        false => Some(
+            cni.default_network()
+                .map_err(|e| CriError::internal(format!("sandbox {}: network", rec.id), e))?,
+        ),
+    };
+    // The network's name before any side effect: a crash from here on is
+    // rolled back on restart with a CNI DEL on it (see super::recover).
+    rec.network = list.as_ref().map(|l| l.name.clone());
+    record::save(records, &rec.id, &rec)?;
+    let res = setup_pending(cni, list, &rec);
+    if res.is_err() {
+        let _ = record::remove(records, &rec.id);
+    }
+    res
+}
+
+fn setup_pending(
+    cni: &crate::sandbox::net::Cni,
+    list: Option<husk_cni::libcni::NetworkConfigList>,
+    rec: &SandboxRecord,
 ) -> Result<(Option<String>, Vec<String>), CriError> {
     let cfg = &rec.config;
     let kinds = rec.pinned_kinds();
@@ -325,14 +387,13 @@ fn setup(
         e => CriError::internal(format!("sandbox {}: pin namespaces", rec.id), e),
     })?;
     let mut net = (None, vec![]);
-    if let Some(path) = rec.ns_path(ns::Kind::Net) {
-        match cni.add(&rec.id, &path, &cfg.port_mappings) {
-            Ok((name, ips)) => net = (Some(name), ips),
+    if let (Some(path), Some(list)) = (rec.ns_path(ns::Kind::Net), list) {
+        let name = list.name.clone();
+        match cni.add(list, &rec.id, &path, &cfg.port_mappings) {
+            Ok(ips) => net = (Some(name), ips),
             Err(e) => {
                 // ADD may have done part of its work: DEL cleans what it can.
-                if let Ok(list) = cni.default_network() {
-                    let _ = cni.del(&rec.id, &list.name, Some(&path));
-                }
+                let _ = cni.del(&rec.id, &name, Some(&path));
                 ns::unpin(&rec.ns_dir);
                 return Err(CriError::internal(
                     format!("sandbox {}: network", rec.id),
@@ -367,7 +428,7 @@ fn setup(
 
 /// CNI DEL (when attached) and unpin the namespaces; errors are logged, the
 /// namespaces are unpinned whatever CNI says (a leaked netns is worse).
-fn teardown(cni: &crate::sandbox::net::Cni, rec: &SandboxRecord) {
+pub(super) fn teardown(cni: &crate::sandbox::net::Cni, rec: &SandboxRecord) {
     if let Some(network) = &rec.network {
         let netns = rec.ns_path(ns::Kind::Net).filter(|p| ns::is_pinned(p));
         if let Err(e) = cni.del(&rec.id, network, netns.as_deref()) {

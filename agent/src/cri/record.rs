@@ -53,6 +53,22 @@ pub fn load_all<T: DeserializeOwned>(dir: &Path) -> Vec<T> {
     out
 }
 
+/// Remove the temp files of writes a crash cut short (`.<id>.json.tmp-…`,
+/// see `write_atomic`). Only at start, when no write of ours is running.
+pub fn sweep_temp(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".json.tmp-") {
+            tracing::info!(path = %e.path().display(), "removing the temp file of a cut-short write");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fn record_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}.json"))
 }
@@ -88,6 +104,9 @@ mod tests {
         std::fs::write(d.path().join("b.json"), "{not json").unwrap();
         let all: Vec<Vec<i32>> = load_all(d.path());
         assert_eq!(all, vec![vec![1, 2]]);
+        sweep_temp(d.path());
+        assert!(!d.path().join(".a.json.tmp-1-2").exists());
+        assert!(d.path().join("b.json").exists());
         remove(d.path(), "a").unwrap();
         remove(d.path(), "a").unwrap();
         assert!(load_all::<Vec<i32>>(d.path()).is_empty());

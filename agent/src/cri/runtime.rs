@@ -104,15 +104,27 @@ impl Cri {
             cfg.cni_cache_dir(),
         );
         let mut state = State::default();
+        record::sweep_temp(&cfg.containers_dir());
+        record::sweep_temp(&cfg.sandboxes_dir());
+        // Calls a crash cut short: containers first (they live in sandboxes).
+        for mut c in record::load_all::<ContainerRecord>(&cfg.containers_dir()) {
+            if c.pending {
+                super::recover::roll_back_container(&cfg, &images, &c);
+                continue;
+            }
+            super::recover::complete_start(&cfg, &mut c);
+            state.names.insert(c.name_key.clone(), c.id.clone());
+            state.containers.insert(c.id.clone(), c);
+        }
         for s in record::load_all::<SandboxRecord>(&cfg.sandboxes_dir()) {
+            if s.pending {
+                super::recover::roll_back_sandbox(&cfg, &cni, &s);
+                continue;
+            }
             state
                 .names
                 .insert(super::pods::name_key(&s.metadata()), s.id.clone());
             state.sandboxes.insert(s.id.clone(), s);
-        }
-        for c in record::load_all::<ContainerRecord>(&cfg.containers_dir()) {
-            state.names.insert(c.name_key.clone(), c.id.clone());
-            state.containers.insert(c.id.clone(), c);
         }
         tracing::info!(
             sandboxes = state.sandboxes.len(),

@@ -33,6 +33,11 @@ pub struct SandboxRecord {
     /// Pod IPs from CNI, first one primary.
     #[serde(default)]
     pub ips: Vec<String>,
+    /// Written before RunPodSandbox changes anything and cleared once it
+    /// succeeded: a record still pending after a crash is rolled back on
+    /// start (CNI DEL on `network`, unpin, remove the files).
+    #[serde(default)]
+    pub pending: bool,
 }
 
 impl SandboxRecord {

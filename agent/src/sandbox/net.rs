@@ -68,14 +68,15 @@ impl Cni {
             .ok_or_else(|| NetError::NoConfig(self.conf_dir.clone()))
     }
 
-    /// ADD the sandbox `id` in `netns`: the network's name and the pod IPs.
+    /// ADD the sandbox `id` in `netns` to `list` (the default network, loaded
+    /// by the caller so it can record the name first): the pod IPs.
     pub fn add(
         &self,
+        list: NetworkConfigList,
         id: &str,
         netns: &Path,
         ports: &[cri::PortMapping],
-    ) -> Result<(String, Vec<String>), NetError> {
-        let list = self.default_network()?;
+    ) -> Result<Vec<String>, NetError> {
         let name = list.name.clone();
         let net = self.cni.network(list);
         let mut rt = RuntimeConf::new(id, &netns.to_string_lossy(), IFNAME);
@@ -88,8 +89,7 @@ impl Cni {
             network: name.clone(),
             source: Box::new(source),
         })?;
-        let ips = res.ips.iter().map(|i| i.address.ip().to_string()).collect();
-        Ok((name, ips))
+        Ok(res.ips.iter().map(|i| i.address.ip().to_string()).collect())
     }
 
     /// DEL the sandbox `id` from `network`; idempotent. `netns` may be gone.

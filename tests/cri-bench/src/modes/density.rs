@@ -127,6 +127,13 @@ pub async fn run(pods: &PodRun, o: &DensityOptions) -> anyhow::Result<Outcome> {
         metrics.push(Metric::new("shim PSS median", s.median_ms, "MiB"));
         metrics.push(Metric::new("shim PSS total", pss.iter().sum(), "MiB"));
     }
+    // What the node pays for the runtime with the pods running: the daemon
+    // and every per-pod process it spawned (the pods' own processes aside).
+    metrics.push(Metric::new(
+        &format!("daemon + shims RSS with {} pods", o.count),
+        mib(loaded.rss_kib) + rss.iter().sum::<f64>(),
+        "MiB",
+    ));
     metrics.push(Metric::new(
         "memory per pod (daemon growth + shims)",
         mib(loaded.rss_kib.saturating_sub(idle.rss_kib)) / o.count.max(1) as f64
