@@ -7,6 +7,7 @@
 pub mod bins;
 pub mod cgroup;
 pub mod cni;
+pub mod containerd;
 pub mod cri;
 pub mod husklet;
 pub mod mirror;

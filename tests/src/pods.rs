@@ -2,34 +2,68 @@
 //! network and mount namespace of the test's own, its kubepods hierarchy
 //! under a `husk-test-*` cgroup subtree; pods are observed through
 //! `husklet pods -o json` as a user would.
+//!
+//! The pod layer runs on husklet's own CRI service ([`PodNode::start`]) or,
+//! through `--container-runtime-endpoint`, on containerd with runc and the
+//! reference CNI plugins ([`PodNode::start_containerd`]): the same tests pass
+//! on both, so the pod layer relies on CRI semantics, not on husk's.
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cgroup::TestCgroup;
+use crate::containerd::Containerd;
 
 /// The node name tests run husklet under.
 pub const NODE: &str = "test-node";
 
 /// husklet serving static pods.
 pub struct PodNode {
+    /// The runtime when it is containerd (dropped before the dirs go).
+    pub containerd: Option<Containerd>,
     pub dir: tempfile::TempDir,
     pub cgroup: TestCgroup,
     husklet: Option<Child>,
 }
 
 impl PodNode {
-    /// Namespaces, pod network, busybox image; husklet started.
+    /// Namespaces, pod network, busybox image; husklet started on its own CRI.
     pub fn start() -> PodNode {
         crate::private_mount_ns();
         crate::netns::private_loopback();
         crate::become_subreaper();
+        PodNode::setup(None)
+    }
+
+    /// The same node with its pods on containerd (its own netns, where
+    /// husklet runs too, so probes reach the pod IPs); `Err` says why
+    /// containerd cannot run here.
+    pub fn start_containerd() -> Result<PodNode, String> {
+        if let Some(why) = crate::containerd::unavailable() {
+            return Err(why);
+        }
+        crate::private_mount_ns();
+        crate::become_subreaper();
+        let c = Containerd::start();
+        let layout = crate::bins::test_image("busybox");
+        let archive = layout.with_extension("docker.tar");
+        assert!(
+            archive.exists(),
+            "{} missing: scripts/build-test-images makes it",
+            archive.display()
+        );
+        c.import(&archive);
+        Ok(PodNode::setup(Some(c)))
+    }
+
+    fn setup(containerd: Option<Containerd>) -> PodNode {
         let dir = tempfile::Builder::new()
             .prefix("husk-test-pods-")
             .tempdir()
             .expect("tempdir");
         let mut node = PodNode {
+            containerd,
             dir,
             cgroup: TestCgroup::new(),
             husklet: None,
@@ -51,9 +85,17 @@ impl PodNode {
             node.dir.path().join("ipam").display()
         );
         std::fs::write(node.conf_dir().join("10-podnet.conflist"), conf).expect("conflist");
+        if node.containerd.is_none() {
+            node.import_busybox();
+        }
+        node.spawn();
+        node
+    }
+
+    fn import_busybox(&self) {
         let layout = crate::bins::test_image("busybox");
         let out = crate::husklet::husklet(
-            &node.root(),
+            &self.root(),
             &[
                 "--min-free",
                 "0",
@@ -69,8 +111,6 @@ impl PodNode {
             "import busybox: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        node.spawn();
-        node
     }
 
     pub fn root(&self) -> PathBuf {
@@ -95,6 +135,22 @@ impl PodNode {
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("h.sock")
     }
+    /// The CRI runtime name the pods run on, which prefixes container IDs
+    /// (`<name>://<id>`).
+    pub fn runtime_name(&self) -> &'static str {
+        if self.containerd.is_some() {
+            "containerd"
+        } else {
+            "husk"
+        }
+    }
+    /// The CRI endpoint the pods run on (husklet's own, or containerd's).
+    pub fn cri_endpoint(&self) -> String {
+        match &self.containerd {
+            Some(c) => c.endpoint.clone(),
+            None => format!("unix://{}", self.socket().display()),
+        }
+    }
 
     /// Start `husklet serve` with the static pod dir.
     pub fn spawn(&mut self) {
@@ -104,8 +160,8 @@ impl PodNode {
             .append(true)
             .open(self.dir.path().join("husklet.log"))
             .expect("husklet log");
-        let child = crate::husklet::husklet_command(&self.root())
-            .args(["--min-free", "0", "serve", "--listen"])
+        let mut cmd = crate::husklet::husklet_command(&self.root());
+        cmd.args(["--min-free", "0", "serve", "--listen"])
             .arg(format!("unix://{}", self.socket().display()))
             .arg("--state")
             .arg(self.state())
@@ -119,16 +175,26 @@ impl PodNode {
             .arg(self.config_dir())
             .arg("--pod-log-dir")
             .arg(self.logs())
-            .arg("--cgroup-root")
-            .arg(format!("/{}", self.cgroup.name()))
             .arg("--hostname-override")
             .arg(NODE)
             .env("HUSK_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("start husklet serve");
+            .stderr(log);
+        match &self.containerd {
+            Some(c) => {
+                cmd.arg("--cgroup-root")
+                    .arg(&c.cgroup_parent)
+                    .arg("--container-runtime-endpoint")
+                    .arg(&c.endpoint);
+                enter_netns(&mut cmd, &c.netns_path());
+            }
+            None => {
+                cmd.arg("--cgroup-root")
+                    .arg(format!("/{}", self.cgroup.name()));
+            }
+        }
+        let child = cmd.spawn().expect("start husklet serve");
         self.husklet = Some(child);
         let t0 = Instant::now();
         while !self.socket().exists() {
@@ -253,6 +319,24 @@ impl PodNode {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Run `cmd` in the network namespace at `path`.
+fn enter_netns(cmd: &mut std::process::Command, path: &std::path::Path) {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::CommandExt as _;
+    let ns =
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("open netns {}: {e}", path.display()));
+    // SAFETY: between fork and exec the closure only calls setns(2), which is
+    // async-signal-safe, on a descriptor opened before the fork (moved in).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
