@@ -21,6 +21,7 @@ HUSK_APT_PACKAGES=(
   runc crun containerd containernetworking-plugins conmon
   docker-registry skopeo umoci apache2-utils
   qemu-system-x86 cpio hyperfine
+  etcd-server openssl
 )
 
 # Install the Debian packages that are missing (idempotent; quiet when nothing is missing).
@@ -67,5 +68,9 @@ husk_setup() {
   ensure_rust
   ensure_k8s_tools
   # The Debian registry package starts a daemon on :5000 on install; tests run their own.
-  if systemctl is-active --quiet docker-registry 2>/dev/null; then systemctl stop docker-registry || true; fi
+  # So does etcd-server on :2379; the control-plane tests start their own.
+  local svc
+  for svc in docker-registry etcd; do
+    if systemctl is-active --quiet "$svc" 2>/dev/null; then systemctl stop "$svc" || true; fi
+  done
 }

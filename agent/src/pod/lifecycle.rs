@@ -42,7 +42,7 @@ impl Worker {
                 Ok(r) => r.status,
                 Err(CriError::NotFound { .. }) => None,
                 Err(e) => {
-                    tracing::warn!(container = %id, "container status: {e}");
+                    tracing::warn!(container = %id, "container status: {}", crate::cri::error::chain(&e));
                     continue;
                 }
             };
@@ -113,7 +113,7 @@ impl Worker {
                         })
                         .await
                     {
-                        tracing::warn!(container = %id, "start a created container: {e}");
+                        tracing::warn!(container = %id, "start a created container: {}", crate::cri::error::chain(&e));
                     }
                 }
                 _ => {}
@@ -252,8 +252,12 @@ impl Worker {
         {
             Ok(r) => r.container_id,
             Err(e) => {
-                self.events.warning("Failed", &fp, format!("Error: {e}"));
-                self.tracks[i].slot = waiting("CreateContainerError", e.to_string());
+                self.events.warning(
+                    "Failed",
+                    &fp,
+                    format!("Error: {}", crate::cri::error::chain(&e)),
+                );
+                self.tracks[i].slot = waiting("CreateContainerError", crate::cri::error::chain(&e));
                 return;
             }
         };
@@ -274,8 +278,12 @@ impl Worker {
             })
             .await
         {
-            self.events.warning("Failed", &fp, format!("Error: {e}"));
-            self.tracks[i].slot = waiting("RunContainerError", e.to_string());
+            self.events.warning(
+                "Failed",
+                &fp,
+                format!("Error: {}", crate::cri::error::chain(&e)),
+            );
+            self.tracks[i].slot = waiting("RunContainerError", crate::cri::error::chain(&e));
             return;
         }
         self.events
@@ -390,7 +398,10 @@ impl Worker {
                     .period(&image)
                     .unwrap_or(backoff::INITIAL);
                 self.image_not_before.insert(image.clone(), failed + wait);
-                let msg = format!("Failed to pull image {image:?}: {e}");
+                let msg = format!(
+                    "Failed to pull image {image:?}: {}",
+                    crate::cri::error::chain(&e)
+                );
                 self.events.warning("Failed", fp, msg.clone());
                 self.tracks[i].slot = waiting("ErrImagePull", msg);
                 false
@@ -518,8 +529,11 @@ impl Worker {
                 })
                 .await
             {
-                self.events
-                    .warning("FailedKillPod", "", format!("stop the sandbox: {e}"));
+                self.events.warning(
+                    "FailedKillPod",
+                    "",
+                    format!("stop the sandbox: {}", crate::cri::error::chain(&e)),
+                );
             }
         }
     }
@@ -568,8 +582,11 @@ impl Worker {
                     })
                     .await
                 {
-                    self.events
-                        .warning("FailedKillPod", "", format!("remove the sandbox: {e}"));
+                    self.events.warning(
+                        "FailedKillPod",
+                        "",
+                        format!("remove the sandbox: {}", crate::cri::error::chain(&e)),
+                    );
                 }
             }
         }
@@ -693,7 +710,7 @@ async fn stop_one(t: &ProbeTarget, grace: Duration) -> Result<(), String> {
         })
         .await;
     if let Err(e) = stop {
-        tracing::warn!(container = %t.container_id, "stop: {e}");
+        tracing::warn!(container = %t.container_id, "stop: {}", crate::cri::error::chain(&e));
     }
     hook_result
 }

@@ -229,7 +229,7 @@ impl PodManager {
                 })
                 .await
             {
-                tracing::warn!(sandbox = %sb.id, "remove an orphaned sandbox: {e}");
+                tracing::warn!(sandbox = %sb.id, "remove an orphaned sandbox: {}", crate::cri::error::chain(&e));
                 continue;
             }
             let mut pod = Pod::default();

@@ -532,7 +532,10 @@ impl Worker {
                 self.events.warning(
                     "FailedCreatePodSandBox",
                     "",
-                    format!("Failed to create pod sandbox: {e}"),
+                    format!(
+                        "Failed to create pod sandbox: {}",
+                        crate::cri::error::chain(&e)
+                    ),
                 );
                 return false;
             }

@@ -48,6 +48,13 @@ const DEV_CHAR: i32 = 2; // BPF_DEVCG_DEV_CHAR
 
 /// The program for `rules`: the last matching rule decides, no match denies.
 ///
+/// Rules are checked last to first, one block each: checks that jump past the
+/// block when the rule does not match, then the rule's verdict. A rule that
+/// matches every access (no type, major or minor and all of "rwm", allowing or
+/// denying) has no check, so its verdict ends the program: the rules before
+/// it and the final deny are never reached, and are left out, since the
+/// verifier refuses unreachable instructions (as runc and crun do).
+///
 /// Registers after the prologue: r2 device type, r3 requested access, r4
 /// major, r5 minor (from `struct bpf_cgroup_dev_ctx`).
 pub fn program(rules: &[Rule]) -> Vec<Insn> {
@@ -60,33 +67,9 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
         insn(LDX_MEM_W, 5, 1, 8, 0),
     ];
     for r in rules.iter().rev() {
-        // Each check jumps past the block when the rule does not match; the
-        // offsets are patched once the block's length is known.
-        let mut block: Vec<(Insn, bool)> = Vec::new();
-        match r.kind {
-            'b' => block.push((insn(JNE_K, 2, 0, 0, DEV_BLOCK), true)),
-            'c' => block.push((insn(JNE_K, 2, 0, 0, DEV_CHAR), true)),
-            _ => {}
-        }
-        if r.access != crate::devices::ACC_ALL || !r.allow {
-            block.push((insn(ALU32_MOV_X, 1, 3, 0, 0), false));
-            block.push((insn(ALU32_AND_K, 1, 0, 0, r.access as i32), false));
-            if r.allow {
-                // Allow only when every requested bit is allowed.
-                block.push((insn(JNE_X, 1, 3, 0, 0), true));
-            } else {
-                // Deny when any requested bit is denied.
-                block.push((insn(JEQ_K, 1, 0, 0, 0), true));
-            }
-        }
-        if let Some(m) = r.major {
-            block.push((insn(JNE_K, 4, 0, 0, m as i32), true));
-        }
-        if let Some(m) = r.minor {
-            block.push((insn(JNE_K, 5, 0, 0, m as i32), true));
-        }
-        block.push((insn(ALU64_MOV_K, 0, 0, 0, i32::from(r.allow)), false));
-        block.push((insn(EXIT, 0, 0, 0, 0), false));
+        let block = rule_block(r);
+        let ends = block.iter().all(|&(_, jumps)| !jumps);
+        // Each check jumps to the next block when the rule does not match.
         let len = block.len();
         for (i, (mut ins, jumps)) in block.into_iter().enumerate() {
             if jumps {
@@ -94,10 +77,46 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
             }
             p.push(ins);
         }
+        if ends {
+            return p;
+        }
     }
     p.push(insn(ALU64_MOV_K, 0, 0, 0, 0));
     p.push(insn(EXIT, 0, 0, 0, 0));
     p
+}
+
+/// The block for one rule: its checks (flagged true: their jump offsets are
+/// set to the block's end) and its verdict.
+fn rule_block(r: &Rule) -> Vec<(Insn, bool)> {
+    let mut block: Vec<(Insn, bool)> = Vec::new();
+    match r.kind {
+        'b' => block.push((insn(JNE_K, 2, 0, 0, DEV_BLOCK), true)),
+        'c' => block.push((insn(JNE_K, 2, 0, 0, DEV_CHAR), true)),
+        _ => {}
+    }
+    // With all of "rwm", an allow covers every request and a deny meets every
+    // one (the kernel always asks for at least one of them): no check.
+    if r.access != crate::devices::ACC_ALL {
+        block.push((insn(ALU32_MOV_X, 1, 3, 0, 0), false));
+        block.push((insn(ALU32_AND_K, 1, 0, 0, r.access as i32), false));
+        if r.allow {
+            // Allow only when every requested bit is allowed.
+            block.push((insn(JNE_X, 1, 3, 0, 0), true));
+        } else {
+            // Deny when any requested bit is denied.
+            block.push((insn(JEQ_K, 1, 0, 0, 0), true));
+        }
+    }
+    if let Some(m) = r.major {
+        block.push((insn(JNE_K, 4, 0, 0, m as i32), true));
+    }
+    if let Some(m) = r.minor {
+        block.push((insn(JNE_K, 5, 0, 0, m as i32), true));
+    }
+    block.push((insn(ALU64_MOV_K, 0, 0, 0, i32::from(r.allow)), false));
+    block.push((insn(EXIT, 0, 0, 0, 0), false));
+    block
 }
 
 const BPF_PROG_LOAD: libc::c_long = 5;
@@ -289,7 +308,7 @@ pub fn install(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::{self, ACC_MKNOD, ACC_READ, ACC_WRITE};
+    use crate::devices::{self, ACC_ALL, ACC_MKNOD, ACC_READ, ACC_WRITE};
 
     /// Run the program on one access with a tiny interpreter of the opcodes it uses.
     fn run(p: &[Insn], kind: i32, access: u32, major: u32, minor: u32) -> bool {
@@ -348,6 +367,145 @@ mod tests {
         assert!(run(&p, DEV_CHAR, ACC_MKNOD, 7, 7));
         assert!(run(&p, DEV_BLOCK, ACC_READ, 8, 1));
         assert!(!run(&p, DEV_BLOCK, ACC_WRITE, 8, 1));
+    }
+
+    /// Every instruction is reachable from the first (the verifier's "unreachable
+    /// insn"), every jump lands inside the program and the last one exits
+    /// (its "jump out of range" and "fall-through").
+    fn assert_well_formed(p: &[Insn]) {
+        let mut seen = vec![false; p.len()];
+        let mut todo = vec![0usize];
+        while let Some(pc) = todo.pop() {
+            assert!(pc < p.len(), "control leaves the program at {pc}: {p:?}");
+            if std::mem::replace(&mut seen[pc], true) {
+                continue;
+            }
+            match p[pc].code {
+                EXIT => {}
+                JNE_K | JEQ_K | JNE_X => {
+                    todo.push(pc + 1);
+                    todo.push(pc + 1 + p[pc].off as usize);
+                }
+                _ => todo.push(pc + 1),
+            }
+        }
+        if let Some(pc) = seen.iter().position(|s| !s) {
+            panic!("instruction {pc} is unreachable: {p:?}");
+        }
+    }
+
+    /// The program is well formed and decides as `devices::decide` for every
+    /// access to a set of devices that meets every rule used below.
+    fn assert_agrees(rules: &[Rule]) {
+        let p = program(rules);
+        assert_well_formed(&p);
+        for kind in [(DEV_CHAR, 'c'), (DEV_BLOCK, 'b')] {
+            for (maj, min) in [(1, 3), (1, 5), (10, 200), (8, 0), (8, 1), (136, 4), (7, 7)] {
+                for acc in 1..=7 {
+                    assert_eq!(
+                        run(&p, kind.0, acc, maj, min),
+                        devices::decide(rules, kind.1, maj, min, acc),
+                        "{}{maj}:{min} access {acc} under {rules:?}",
+                        kind.1
+                    );
+                }
+            }
+        }
+    }
+
+    const ALLOW_ALL: &str = r#"{"allow":true,"access":"rwm"}"#;
+    const DENY_ALL: &str = r#"{"allow":false,"access":"rwm"}"#;
+
+    /// What containerd sends for a privileged container, inside the policy
+    /// every container gets (deny-all first, the defaults last).
+    #[test]
+    fn an_allow_all_in_the_middle_ends_the_program() {
+        let rules = devices::container_rules(Some(
+            &serde_json::from_str::<Vec<_>>(&format!("[{ALLOW_ALL}]")).unwrap(),
+        ))
+        .unwrap();
+        assert_agrees(&rules);
+        let p = program(&rules);
+        // The defaults' blocks, then the allow-all's verdict: nothing after.
+        assert_eq!(
+            &p[p.len() - 2..],
+            &[insn(ALU64_MOV_K, 0, 0, 0, 1), insn(EXIT, 0, 0, 0, 0)]
+        );
+        for (kind, maj, min) in [(DEV_BLOCK, 8, 0), (DEV_CHAR, 7, 7), (DEV_CHAR, 1, 3)] {
+            assert!(run(&p, kind, ACC_ALL, maj, min));
+        }
+    }
+
+    #[test]
+    fn an_allow_all_last_allows_everything() {
+        let rules = spec_rules(&format!(
+            r#"[{DENY_ALL}, {{"allow":false,"type":"b","major":8,"access":"r"}}, {ALLOW_ALL}]"#
+        ));
+        assert_agrees(&rules);
+        assert_eq!(program(&rules).len(), 8, "prologue and the allow-all only");
+    }
+
+    #[test]
+    fn a_deny_all_after_allows_ends_the_program_denying() {
+        let rules = spec_rules(&format!(
+            r#"[{ALLOW_ALL}, {{"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"}},
+                {DENY_ALL}, {{"allow":true,"type":"b","major":8,"minor":1,"access":"r"}}]"#
+        ));
+        assert_agrees(&rules);
+        let p = program(&rules);
+        assert!(!run(&p, DEV_CHAR, ACC_READ, 1, 3));
+        assert!(run(&p, DEV_BLOCK, ACC_READ, 8, 1));
+        assert!(!run(&p, DEV_BLOCK, ACC_WRITE, 8, 1));
+    }
+
+    /// Wildcards with part of "rwm" check the access, so later (earlier in the
+    /// list) rules still decide the rest.
+    #[test]
+    fn partial_access_wildcards_fall_through() {
+        for w in [
+            r#"{"allow":true,"access":"rw"}"#,
+            r#"{"allow":true,"access":"m"}"#,
+            r#"{"allow":false,"access":"w"}"#,
+            r#"{"allow":true,"type":"c","access":"rwm"}"#,
+            r#"{"allow":false,"type":"b","access":"rwm"}"#,
+        ] {
+            let rules = spec_rules(&format!(
+                r#"[{DENY_ALL}, {{"allow":true,"type":"b","major":8,"access":"rwm"}}, {w}]"#
+            ));
+            assert_agrees(&rules);
+        }
+        let rules = spec_rules(&format!(r#"[{ALLOW_ALL}, {{"allow":false,"access":"w"}}]"#));
+        let p = program(&rules);
+        assert!(run(&p, DEV_BLOCK, ACC_READ | ACC_MKNOD, 8, 0));
+        assert!(!run(&p, DEV_BLOCK, ACC_READ | ACC_WRITE, 8, 0));
+    }
+
+    /// Many rule lists drawn from rules that meet the probes in every way,
+    /// wildcards among them: each program is well formed and agrees.
+    #[test]
+    fn generated_rule_lists_are_well_formed_and_agree() {
+        let pool = spec_rules(&format!(
+            r#"[{ALLOW_ALL}, {DENY_ALL},
+                {{"allow":true,"access":"rw"}}, {{"allow":false,"access":"m"}},
+                {{"allow":true,"type":"c","access":"rwm"}}, {{"allow":false,"type":"b","access":"r"}},
+                {{"allow":true,"type":"b","major":8,"access":"rwm"}},
+                {{"allow":false,"type":"c","major":1,"minor":3,"access":"w"}},
+                {{"allow":true,"type":"c","major":10,"minor":200,"access":"rw"}},
+                {{"allow":true,"major":7,"minor":7,"access":"rwm"}}]"#
+        ));
+        // A fixed linear congruential sequence: the same lists on every run.
+        let mut seed = 0x2545_f491_u64;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        for _ in 0..300 {
+            let len = next(7);
+            let rules: Vec<Rule> = (0..len).map(|_| pool[next(pool.len())].clone()).collect();
+            assert_agrees(&rules);
+        }
     }
 
     #[test]
