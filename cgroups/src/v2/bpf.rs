@@ -503,7 +503,7 @@ mod tests {
         };
         for _ in 0..300 {
             let len = next(7);
-            let rules: Vec<Rule> = (0..len).map(|_| pool[next(pool.len())].clone()).collect();
+            let rules: Vec<Rule> = (0..len).map(|_| pool[next(pool.len())]).collect();
             assert_agrees(&rules);
         }
     }
