@@ -24,6 +24,8 @@ pub struct PodNode {
     pub containerd: Option<Containerd>,
     pub dir: tempfile::TempDir,
     pub cgroup: TestCgroup,
+    /// More `husklet serve` flags (kept across restarts).
+    pub extra_args: Vec<String>,
     husklet: Option<Child>,
 }
 
@@ -33,7 +35,15 @@ impl PodNode {
         crate::private_mount_ns();
         crate::netns::private_loopback();
         crate::become_subreaper();
-        PodNode::setup(None)
+        PodNode::setup(None, Vec::new())
+    }
+
+    /// [`PodNode::start`] with more `husklet serve` flags.
+    pub fn start_with(extra: &[&str]) -> PodNode {
+        crate::private_mount_ns();
+        crate::netns::private_loopback();
+        crate::become_subreaper();
+        PodNode::setup(None, extra.iter().map(|s| s.to_string()).collect())
     }
 
     /// The same node with its pods on containerd (its own netns, where
@@ -54,10 +64,10 @@ impl PodNode {
             archive.display()
         );
         c.import(&archive);
-        Ok(PodNode::setup(Some(c)))
+        Ok(PodNode::setup(Some(c), Vec::new()))
     }
 
-    fn setup(containerd: Option<Containerd>) -> PodNode {
+    fn setup(containerd: Option<Containerd>, extra_args: Vec<String>) -> PodNode {
         let dir = tempfile::Builder::new()
             .prefix("husk-test-pods-")
             .tempdir()
@@ -66,6 +76,7 @@ impl PodNode {
             containerd,
             dir,
             cgroup: TestCgroup::new(),
+            extra_args,
             husklet: None,
         };
         for d in [
@@ -177,6 +188,7 @@ impl PodNode {
             .arg(self.logs())
             .arg("--hostname-override")
             .arg(NODE)
+            .args(&self.extra_args)
             .env("HUSK_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
