@@ -85,6 +85,18 @@ fn create_mirror(cp: &ControlPlane, node: &PodNode, name: &str) {
     pod["spec"]["nodeName"] = NODE.into();
     pod.as_object_mut().expect("pod").remove("status");
     cp.apply(&pod.to_string());
+    // Its status as the node reports it (kubectl port-forward wants Running).
+    let status = serde_json::json!({"status": p["status"]}).to_string();
+    let full = node.full(name);
+    cp.kubectl_ok(&[
+        "patch",
+        "pod",
+        &full,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status,
+    ]);
 }
 
 /// curl in the control plane's namespace: (HTTP code, body).
@@ -214,10 +226,14 @@ fn kubectl_logs_exec_and_port_forward_reach_the_kubelet_api() {
     let first = lines.next().and_then(Result::ok).unwrap_or_default();
     let fetched = curl(&cp, &["http://127.0.0.1:18080/index.html"]);
     let _ = pf.kill();
+    let mut err = String::new();
+    if let Some(mut e) = pf.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
     let _ = pf.wait();
     assert!(
         first.contains("Forwarding from"),
-        "port-forward said {first:?}"
+        "port-forward said {first:?} {err}"
     );
     assert_eq!(
         fetched,
