@@ -199,16 +199,16 @@ pub async fn summary(api: &NodeApi) -> Response<Body> {
     let time = rfc3339(s.now);
     let (available, usage, working_set) = s.node_memory();
     let fs = nix::sys::statvfs::statvfs(&api.deps.fs_root).ok().map(|v| {
-        let f = v.fragment_size() as u64;
+        let f = v.fragment_size();
         let (total, free, avail) = (
-            v.blocks() as u64 * f,
-            v.blocks_free() as u64 * f,
-            v.blocks_available() as u64 * f,
+            v.blocks() * f,
+            v.blocks_free() * f,
+            v.blocks_available() * f,
         );
         json!({
             "time": time, "availableBytes": avail, "capacityBytes": total,
-            "usedBytes": total - free, "inodesFree": v.files_free() as u64,
-            "inodes": v.files() as u64, "inodesUsed": (v.files() - v.files_free()) as u64,
+            "usedBytes": total - free, "inodesFree": v.files_free(),
+            "inodes": v.files(), "inodesUsed": v.files().saturating_sub(v.files_free()),
         })
     });
     let node = json!({
