@@ -39,6 +39,10 @@ spec:
     image: busybox:latest
     imagePullPolicy: IfNotPresent
     command: [sh, -c, "mkdir -p /www && echo hello-through-port-forward > /www/index.html && exec httpd -f -p 8080 -h /www"]
+  - name: chatter
+    image: busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "i=0; while true; do i=$((i+1)); echo chat-$i; sleep 0.3; done"]
 "#;
 
 fn token(token: &str, user: &str) -> StaticToken {
@@ -143,7 +147,7 @@ fn kubectl_logs_exec_and_port_forward_reach_the_kubelet_api() {
     register_node(&cp);
     node.add("talk.yaml", POD);
     node.wait_pod("talk", T, "running", |p| {
-        ["main", "ticker", "web"]
+        ["main", "ticker", "web", "chatter"]
             .iter()
             .all(|c| container(p, c)["state"]["running"].is_object())
     });
@@ -239,6 +243,27 @@ fn kubectl_logs_exec_and_port_forward_reach_the_kubelet_api() {
         fetched,
         ("200".to_string(), "hello-through-port-forward\n".into())
     );
+
+    // kubectl attach: the running container's output as it comes.
+    let mut at = cp
+        .command(husk_tests::cri::k8s_bin_dir().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(cp.admin_kubeconfig())
+        .args(["attach", &pod, "-c", "chatter"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl attach");
+    let mut lines = BufReader::new(at.stdout.take().expect("stdout")).lines();
+    let got: Vec<String> = lines.by_ref().take(2).map_while(Result::ok).collect();
+    let _ = at.kill();
+    let _ = at.wait();
+    assert_eq!(got.len(), 2, "kubectl attach printed {got:?}");
+    let n = |l: &str| l.strip_prefix("chat-").and_then(|n| n.parse::<u32>().ok());
+    match (n(&got[0]), n(&got[1])) {
+        (Some(a), Some(b)) => assert_eq!(b, a + 1, "{got:?}"),
+        _ => panic!("kubectl attach printed {got:?}"),
+    }
 
     // Tokens: reviewed by the apiserver; access per RBAC on nodes/proxy.
     cp.apply(
