@@ -56,7 +56,8 @@ pub struct PodArgs {
     pub cluster_domain: String,
 }
 
-fn node_name(a: &PodArgs) -> String {
+/// The node's name: --hostname-override, else the hostname.
+pub fn node_name(a: &PodArgs) -> String {
     a.hostname_override.clone().unwrap_or_else(|| {
         nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().to_lowercase())

@@ -37,6 +37,22 @@ pub struct ServeArgs {
     pub streaming_address: std::net::SocketAddr,
     #[command(flatten)]
     pub pods: super::node::PodArgs,
+    /// The cluster's kubeconfig: the kubelet API asks this apiserver to
+    /// review tokens and access (and serves on --port, 10250 by default).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub api: husklet::node::api::args::ApiArgs,
+}
+
+/// An apiserver client from a kubeconfig file.
+async fn kube_client(path: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("read kubeconfig {}", path.display()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("kubeconfig {}", path.display()))?;
+    kube::Client::try_from(cfg).with_context(|| format!("client for {}", path.display()))
 }
 
 /// `name` next to the running husklet, else the bare name (looked up on PATH).
@@ -71,12 +87,21 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("start the async runtime")?;
     rt.block_on(async move {
+        let client = match &a.kubeconfig {
+            Some(p) => Some(kube_client(p).await?),
+            None => None,
+        };
+        let api_addr = a.api.listen(a.kubeconfig.is_some());
+        if api_addr.is_some() {
+            a.api.check(client.is_some()).context("kubelet API")?;
+        }
         let cri = Arc::new(Cri::new(cfg, store).context("open the CRI state")?);
         let (streams, stream_listener) = Server::bind(a.streaming_address)
             .await
             .with_context(|| format!("streaming server: listen on {}", a.streaming_address))?;
         tracing::info!(url = %streams.base_url(), "serving exec, attach and port-forward streams");
         cri.set_streaming(streams.clone());
+        let api_streams = streams.clone();
         tokio::spawn(streams.serve(stream_listener, std::future::pending()));
         let listener = server::bind(&path)?;
         tracing::info!(socket = %path.display(), "serving CRI");
@@ -97,6 +122,25 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let pods = match &a.pods.pod_manifest_path {
             Some(_) => Some(super::node::start(&a.pods, &g.root, &cfg_state, cri.clone()).await?),
+            None => None,
+        };
+        let _api = match api_addr {
+            Some(addr) => {
+                let node = super::node::node_name(&a.pods);
+                let cfg = a.api.config(addr, &node, &cfg_state)?;
+                let runtime: Arc<dyn husklet::cri::RuntimeService> = match &pods {
+                    Some(p) => p.runtime(),
+                    None => cri.clone(),
+                };
+                let deps = husklet::node::api::Deps {
+                    client: client.clone(),
+                    pods: pods.clone(),
+                    runtime: Some(runtime),
+                    streams: Some(api_streams),
+                    fs_root: g.root.clone(),
+                };
+                Some(husklet::node::api::start(cfg, deps).await?)
+            }
             None => None,
         };
         let serving = tokio::spawn(server::serve(cri, listener, async move {

@@ -140,6 +140,11 @@ impl PodManager {
         self.workers().remove(uid);
     }
 
+    /// The CRI runtime the pods run on.
+    pub fn runtime(&self) -> Arc<dyn RuntimeService> {
+        self.rt.clone()
+    }
+
     /// The UIDs of the pods being run.
     pub fn uids(&self) -> Vec<String> {
         self.workers().keys().cloned().collect()

@@ -144,7 +144,9 @@ impl Server {
         }
     }
 
-    fn handle(&self, mut req: Request<Body>) -> Response<String> {
+    /// Serve one request: `/{exec,attach,portforward}/<token>` (also called
+    /// by the kubelet API with a URL this server issued).
+    pub fn handle(&self, mut req: Request<Body>) -> Response<String> {
         let Some((kind, token)) = route(req.uri().path()) else {
             return text(StatusCode::NOT_FOUND, "not found".into());
         };
