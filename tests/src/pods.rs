@@ -138,7 +138,24 @@ impl PodNode {
     }
 
     fn import_busybox(&self) {
-        let layout = crate::bins::test_image("busybox");
+        self.import_image("busybox");
+    }
+
+    /// Make test image `name` (scripts/build-test-images) present in the
+    /// runtime as `<name>:latest`.
+    pub fn import_image(&self, name: &str) {
+        let layout = crate::bins::test_image(name);
+        if let Some(c) = &self.containerd {
+            let archive = layout.with_extension("docker.tar");
+            assert!(
+                archive.exists(),
+                "{} missing: scripts/build-test-images makes it",
+                archive.display()
+            );
+            c.import(&archive);
+            return;
+        }
+        let tag = format!("{name}:latest");
         let out = crate::husklet::husklet(
             &self.root(),
             &[
@@ -148,12 +165,12 @@ impl PodNode {
                 "import",
                 layout.to_str().expect("utf-8"),
                 "--name",
-                "busybox:latest",
+                &tag,
             ],
         );
         assert!(
             out.status.success(),
-            "import busybox: {}",
+            "import {name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -235,8 +252,7 @@ impl PodNode {
                 enter_netns(&mut cmd, &c.netns_path());
             }
             None => {
-                cmd.arg("--cgroup-root")
-                    .arg(format!("/{}", self.cgroup.name()));
+                cmd.arg("--cgroup-root").arg(self.cgroup_root());
             }
         }
         if let Some((netns, args)) = &self.joined {
@@ -357,6 +373,68 @@ impl PodNode {
         }
     }
 
+    /// `husklet exec POD -c C -- CMD` through the runtime's CRI endpoint:
+    /// whether it exited 0, and its stdout followed by its stderr.
+    pub fn exec(&self, pod: &str, c: &str, cmd: &[&str]) -> (bool, String) {
+        let endpoint = self.cri_endpoint();
+        let full = self.full(pod);
+        let mut args = vec![
+            "exec",
+            full.as_str(),
+            "-c",
+            c,
+            "--endpoint",
+            endpoint.as_str(),
+            "--",
+        ];
+        args.extend_from_slice(cmd);
+        let out = self.husklet(&args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    /// `husklet logs POD -c C [extra…]`: the container's log lines.
+    pub fn container_logs(&self, pod: &str, c: &str, extra: &[&str]) -> String {
+        let full = self.full(pod);
+        let mut args = vec!["logs", full.as_str(), "-c", c];
+        args.extend_from_slice(extra);
+        String::from_utf8_lossy(&self.husklet(&args).stdout).into_owned()
+    }
+
+    /// `husklet describe pod POD` as printed.
+    pub fn describe(&self, pod: &str) -> String {
+        let out = self.husklet(&["describe", "pod", &self.full(pod)]);
+        assert!(
+            out.status.success(),
+            "husklet describe: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The row of `husklet pods` for pod `name` (the table as printed).
+    pub fn table_row(&self, name: &str) -> String {
+        let table = String::from_utf8_lossy(&self.husklet(&["pods"]).stdout).into_owned();
+        let full = format!("{} ", self.full(name));
+        table
+            .lines()
+            .find(|l| l.starts_with(&full))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The `--cgroup-root` husklet runs with (pods go under
+    /// `<root>/kubepods/...`).
+    pub fn cgroup_root(&self) -> String {
+        match &self.containerd {
+            Some(c) => c.cgroup_parent.clone(),
+            None => format!("/{}", self.cgroup.name()),
+        }
+    }
+
     /// Wait until pod `name` is no longer reported.
     pub fn wait_gone(&self, name: &str, timeout: Duration) {
         let t0 = Instant::now();
@@ -394,6 +472,15 @@ pub fn condition(p: &serde_json::Value, type_: &str) -> bool {
     p["status"]["conditions"].as_array().is_some_and(|cs| {
         cs.iter()
             .any(|c| c["type"] == type_ && c["status"] == "True")
+    })
+}
+
+/// Whether pod file `p` has an event `reason` whose message contains `text`.
+pub fn has_event(p: &serde_json::Value, reason: &str, text: &str) -> bool {
+    p["events"].as_array().is_some_and(|es| {
+        es.iter().any(|e| {
+            e["reason"] == reason && e["message"].as_str().is_some_and(|m| m.contains(text))
+        })
     })
 }
 

@@ -288,6 +288,16 @@ impl Worker {
         }
         self.events
             .normal("Started", &fp, format!("Started container {}", c.name));
+        // Started, before its postStart hook (the timeline's order).
+        if self.tracks[i].kind == Kind::App
+            && self
+                .tracks
+                .iter()
+                .filter(|t| t.kind == Kind::App)
+                .all(|t| t.id.is_some())
+        {
+            Timeline::mark(&mut self.timeline.started);
+        }
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let target = Target {
                 pod_ip: &sb.ip,
@@ -665,6 +675,11 @@ impl Worker {
                 }
             }
         }
+        // App containers exist only once the pod was initialized.
+        self.initialized = self
+            .tracks
+            .iter()
+            .any(|t| t.kind == Kind::App && t.id.is_some());
         // A pod that had finished (its sandbox stopped) stays finished.
         if !ready {
             if let Some(stage) = self.terminal_verdict() {
@@ -674,7 +689,12 @@ impl Worker {
     }
 }
 
-/// preStop (bounded by `grace`), then `StopContainer` with the rest of it.
+/// The least time between the stop signal and SIGKILL (kubelet's
+/// `minimumGracePeriodInSeconds`).
+const MINIMUM_STOP_WINDOW: Duration = Duration::from_secs(2);
+
+/// preStop (bounded by `grace`), then `StopContainer` with the rest of it
+/// (at least [`MINIMUM_STOP_WINDOW`]).
 /// A failed or late preStop is reported; the stop goes on regardless.
 async fn stop_one(t: &ProbeTarget, grace: Duration) -> Result<(), String> {
     let start = Instant::now();
@@ -699,7 +719,12 @@ async fn stop_one(t: &ProbeTarget, grace: Duration) -> Result<(), String> {
             )),
         };
     }
-    let left = grace.saturating_sub(start.elapsed());
+    // kubelet always leaves the stop signal a minimal window (its
+    // minimumGracePeriodInSeconds): the documented 2 s extension when a
+    // preStop hook used up the grace period.
+    let left = grace
+        .saturating_sub(start.elapsed())
+        .max(MINIMUM_STOP_WINDOW);
     // StopContainer's timeout is whole seconds; round up so a grace of
     // 1.5 s is not cut to 1 s.
     let timeout = left.as_millis().div_ceil(1000) as i64;

@@ -32,7 +32,20 @@ pub struct NodeHost {
     pub cgroup_v2: bool,
 }
 
-fn mount_error(e: impl std::fmt::Display) -> HostError {
+/// A volume that could not be set up, with its causes (kubelet's
+/// `MountVolume.SetUp failed for volume "x" : <why>`).
+fn mount_error(e: volume::VolumeError) -> HostError {
+    HostError::new(
+        "FailedMount",
+        format!(
+            "MountVolume.SetUp failed for {}",
+            crate::cri::error::chain(&e)
+        ),
+    )
+}
+
+/// A volume that could not be torn down, with its causes.
+fn unmount_error(e: impl std::fmt::Display) -> HostError {
     HostError::new("FailedMount", e.to_string())
 }
 
@@ -105,7 +118,9 @@ impl PodHost for NodeHost {
         let (command, args) = super::env::command_and_args(c, &env);
         let vols =
             volume::setup(&self.root, pod, &facts, self.objects.as_ref()).map_err(mount_error)?;
-        let mut mounts = vols.mounts(c, Some(&env)).map_err(config_error)?;
+        let mut mounts = vols
+            .mounts(c, Some(&env))
+            .map_err(|e| config_error(crate::cri::error::chain(&e)))?;
         let dir = self.pod_dir(pod);
         let host_network = pod
             .spec
@@ -150,11 +165,11 @@ impl PodHost for NodeHost {
 
     async fn teardown_pod(&self, pod: &Pod) -> Result<(), HostError> {
         let dir = self.pod_dir(pod);
-        volume::teardown(&dir).map_err(mount_error)?;
+        volume::teardown(&dir).map_err(|e| unmount_error(crate::cri::error::chain(&e)))?;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(mount_error(format!("remove {}: {e}", dir.display()))),
+            Err(e) => Err(unmount_error(format!("remove {}: {e}", dir.display()))),
         }
     }
 

@@ -96,6 +96,10 @@ async fn run(
             runtime: t.rt.as_ref(),
         };
         let outcome = probe::run(&spec, &target).await;
+        if let probe::Outcome::Unknown(why) = &outcome {
+            // Discarded (kubelet's "Probe errored"): say why in the log.
+            tracing::warn!(container = %t.container_id, probe = ?kind, "probe errored: {why}");
+        }
         let (healthy, message, last) = match tracker.record(&outcome) {
             Action::None => continue,
             Action::Changed(v) => {

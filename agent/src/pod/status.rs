@@ -32,11 +32,11 @@ pub fn pod_status(w: &Worker) -> PodStatus {
     };
     let init = statuses(|k| k != Kind::App);
     let apps = statuses(|k| k == Kind::App);
-    let initialized = w
-        .tracks
-        .iter()
-        .filter(|t| t.kind != Kind::App)
-        .all(|t| t.done || (t.kind == Kind::Sidecar && is_started(t)));
+    let initialized = w.initialized
+        || w.tracks
+            .iter()
+            .filter(|t| t.kind != Kind::App)
+            .all(|t| t.done || (t.kind == Kind::Sidecar && is_started(t)));
     let containers_ready = w.stage == Stage::Running
         && w.tracks
             .iter()

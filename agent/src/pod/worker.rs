@@ -148,6 +148,10 @@ pub struct Worker {
     pub(super) image_not_before: HashMap<String, Instant>,
     pub(super) runtime_type: String,
     pub(super) start_time: Option<SystemTime>,
+    /// Every init container finished and every sidecar started once: from
+    /// then on a restarting sidecar no longer holds the app containers
+    /// back (nor clears the Initialized condition).
+    pub(super) initialized: bool,
 }
 
 /// The pod's sandbox as the worker knows it.
@@ -195,6 +199,7 @@ impl Worker {
             image_not_before: HashMap::new(),
             runtime_type,
             start_time: None,
+            initialized: false,
         }
     }
 
@@ -341,6 +346,10 @@ impl Worker {
     /// Runs init containers in order; true once all are done (sidecars
     /// started), so the app containers may start.
     async fn run_init_containers(&mut self) -> bool {
+        if self.initialized {
+            self.restart_sidecars().await;
+            return true;
+        }
         let policy = restart_policy(&self.pod).to_string();
         for i in 0..self.tracks.len() {
             let kind = self.tracks[i].kind;
@@ -385,9 +394,22 @@ impl Worker {
             .iter()
             .all(|t| t.kind == Kind::App || t.done || self.is_sidecar_up(t))
         {
+            self.initialized = true;
             return true;
         }
         false
+    }
+
+    /// After initialization: restart exited sidecars (restartPolicy Always
+    /// whatever the pod's), leaving the app containers alone.
+    async fn restart_sidecars(&mut self) {
+        for i in 0..self.tracks.len() {
+            if self.tracks[i].kind == Kind::Sidecar
+                && !matches!(self.tracks[i].slot, Slot::Running { .. })
+            {
+                self.start_or_back_off(i).await;
+            }
+        }
     }
 
     fn is_started(&self, i: usize) -> bool {

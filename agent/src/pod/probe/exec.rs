@@ -68,7 +68,15 @@ pub async fn probe(command: &[String], target: &Target<'_>, timeout: Duration) -
                 Outcome::Failure(out)
             }
         }
-        Err(CriError::DeadlineExceeded(_)) => Outcome::Failure(format!(
+        // husk's own service says DeadlineExceeded; a remote runtime
+        // (containerd) says it with the gRPC code, as kubelet reads it.
+        Err(
+            CriError::DeadlineExceeded(_)
+            | CriError::Remote {
+                code: tonic::Code::DeadlineExceeded,
+                ..
+            },
+        ) => Outcome::Failure(format!(
             "command {cmd:?} timed out after {}s",
             timeout.as_secs()
         )),
