@@ -87,3 +87,49 @@ fn delete_leaves_no_cgroup_behind_in_any_hierarchy() {
         assert!(!d.exists(), "{} left behind", d.display());
     }
 }
+
+/// Two pods of one QoS class share `kubepods/besteffort`: one may find it
+/// made by the other but with its cpuset not yet filled in. A group below
+/// such a half-made parent still gets the root's cpus and mems (filling the
+/// parent in too) and takes processes, instead of failing with ENOSPC.
+#[test]
+fn a_group_under_a_half_made_cpuset_parent_takes_processes() {
+    require_cgroup_v1!();
+    let tcg = husk_tests::cgroup::TestCgroup::new();
+    let cpuset = std::path::Path::new("/sys/fs/cgroup/cpuset");
+    let parent = cpuset.join(tcg.path("half-made").trim_start_matches('/'));
+    // mkdir -p without filling anything in: what the other pod had got to.
+    std::fs::create_dir_all(&parent).expect("mkdir the half-made parent");
+    let read = |d: &std::path::Path, f: &str| {
+        std::fs::read_to_string(d.join(f))
+            .unwrap_or_else(|e| panic!("read {}/{f}: {e}", d.display()))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        read(&parent, "cpuset.cpus"),
+        "",
+        "a new v1 cpuset starts empty"
+    );
+
+    let path = tcg.path("half-made/c1");
+    let mgr = husk_cgroups::open(Some(&path), "c1").expect("open");
+    let mut child = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .expect("spawn sleep");
+    let applied = mgr.apply(child.id() as i32);
+    let _ = child.kill();
+    let _ = child.wait();
+    applied.expect("apply under a half-made parent");
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        assert_eq!(read(&parent, f), read(cpuset, f), "{f} of the parent");
+        assert_eq!(
+            read(&parent.join("c1"), f),
+            read(cpuset, f),
+            "{f} of the group"
+        );
+    }
+    mgr.destroy().expect("destroy");
+    let _ = std::fs::remove_dir(&parent);
+}

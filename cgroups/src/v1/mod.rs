@@ -70,16 +70,30 @@ impl V1Manager {
     /// A new cpuset group starts with empty cpus/mems and cannot take
     /// processes until they are copied from the parent.
     fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
-        let Some(parent) = dir.parent() else {
-            return Ok(());
-        };
         for file in ["cpuset.cpus", "cpuset.mems"] {
-            if fs::read(dir, file)?.trim().is_empty() {
-                let from_parent = fs::read(parent, file)?;
-                fs::write(dir, file, from_parent.trim())?;
-            }
+            Self::inherit_cpuset(dir, file)?;
         }
         Ok(())
+    }
+
+    /// `file` of `dir`, copied down from the nearest ancestor that has it
+    /// when `dir`'s is empty. An ancestor can be empty too: another
+    /// container sharing it (two pods of one QoS class under
+    /// kubepods/besteffort) may have made it and not yet filled it in, and
+    /// copying its empty value would leave this group unable to take any
+    /// process (ENOSPC). The root cpuset is never empty; the writes of
+    /// racing callers are the same value.
+    fn inherit_cpuset(dir: &Path, file: &str) -> Result<String, CgroupError> {
+        let own = fs::read(dir, file)?.trim().to_string();
+        if !own.is_empty() {
+            return Ok(own);
+        }
+        let Some(parent) = dir.parent() else {
+            return Ok(own);
+        };
+        let value = Self::inherit_cpuset(parent, file)?;
+        fs::write(dir, file, &value)?;
+        Ok(value)
     }
 
     fn bfq(&self) -> bool {
