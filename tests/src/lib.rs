@@ -8,6 +8,7 @@ pub mod bins;
 pub mod cgroup;
 pub mod cni;
 pub mod containerd;
+pub mod control_plane;
 pub mod cri;
 pub mod husklet;
 pub mod mirror;
