@@ -2,6 +2,7 @@
 
 pub mod cri;
 pub mod image;
+pub mod node;
 pub mod pod;
 pub mod sandbox;
 pub mod source;

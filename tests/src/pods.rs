@@ -25,6 +25,8 @@ pub struct PodNode {
     pub dir: tempfile::TempDir,
     pub cgroup: TestCgroup,
     husklet: Option<Child>,
+    /// Joined to a control plane: its netns and husklet's extra flags.
+    joined: Option<(PathBuf, Vec<String>)>,
 }
 
 impl PodNode {
@@ -33,7 +35,26 @@ impl PodNode {
         crate::private_mount_ns();
         crate::netns::private_loopback();
         crate::become_subreaper();
-        PodNode::setup(None)
+        PodNode::setup(None, None)
+    }
+
+    /// A node joined to `cp` (`--kubeconfig` with the node's client
+    /// certificate, `--node-ip` [`crate::control_plane::NODE_IP`]), husklet
+    /// in the control plane's network namespace so the apiserver reaches
+    /// its kubelet port; `extra` are more `serve` flags. The node is named
+    /// after the control plane's node credentials.
+    pub fn join(cp: &crate::control_plane::ControlPlane, extra: &[&str]) -> PodNode {
+        assert_eq!(cp.node(), NODE, "the node's credentials name {NODE}");
+        crate::private_mount_ns();
+        crate::become_subreaper();
+        let mut args: Vec<String> = vec![
+            "--kubeconfig".into(),
+            cp.node_kubeconfig().display().to_string(),
+            "--node-ip".into(),
+            crate::control_plane::NODE_IP.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        PodNode::setup(None, Some((cp.netns_path(), args)))
     }
 
     /// The same node with its pods on containerd (its own netns, where
@@ -54,10 +75,10 @@ impl PodNode {
             archive.display()
         );
         c.import(&archive);
-        Ok(PodNode::setup(Some(c)))
+        Ok(PodNode::setup(Some(c), None))
     }
 
-    fn setup(containerd: Option<Containerd>) -> PodNode {
+    fn setup(containerd: Option<Containerd>, joined: Option<(PathBuf, Vec<String>)>) -> PodNode {
         let dir = tempfile::Builder::new()
             .prefix("husk-test-pods-")
             .tempdir()
@@ -67,6 +88,7 @@ impl PodNode {
             dir,
             cgroup: TestCgroup::new(),
             husklet: None,
+            joined,
         };
         for d in [
             node.manifests(),
@@ -193,6 +215,10 @@ impl PodNode {
                 cmd.arg("--cgroup-root")
                     .arg(format!("/{}", self.cgroup.name()));
             }
+        }
+        if let Some((netns, args)) = &self.joined {
+            cmd.args(args);
+            enter_netns(&mut cmd, netns);
         }
         let child = cmd.spawn().expect("start husklet serve");
         self.husklet = Some(child);
@@ -368,7 +394,9 @@ impl Drop for PodNode {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        if self.husklet.is_some() {
+        // A joined node's API pods are the test's to delete; SIGTERM
+        // terminates whatever is left.
+        if self.husklet.is_some() && self.joined.is_none() {
             let t0 = Instant::now();
             while !self.pods().is_empty() && t0.elapsed() < Duration::from_secs(60) {
                 std::thread::sleep(Duration::from_millis(200));

@@ -95,9 +95,10 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
             closing.close_events();
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let pods = match &a.pods.pod_manifest_path {
-            Some(_) => Some(super::node::start(&a.pods, &g.root, &cfg_state, cri.clone()).await?),
-            None => None,
+        let pods = if a.pods.pod_manifest_path.is_some() || a.pods.kubeconfig.is_some() {
+            Some(super::node::start(&a.pods, &g.root, &cfg_state, cri.clone()).await?)
+        } else {
+            None
         };
         let serving = tokio::spawn(server::serve(cri, listener, async move {
             let _ = stop_rx.await;
