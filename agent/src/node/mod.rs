@@ -1,7 +1,8 @@
 //! husklet as a Node of a Kubernetes control plane: registration and node
 //! status ([`register`]), the node Lease ([`lease`]), the pods bound to the
 //! node ([`pods`], admitted by [`admission`], their status written back by
-//! [`status`]), and the ConfigMaps and Secrets they use ([`objects`]).
+//! [`status`]), the ConfigMaps and Secrets they use ([`objects`]), and
+//! the mirror pods of the node's static pods ([`mirror`]).
 //!
 //! Everything speaks to the apiserver through [`kube`] with the node's own
 //! credentials ([`client`]), so the Node authorizer and NodeRestriction
@@ -12,6 +13,7 @@ pub mod client;
 pub mod error;
 pub mod info;
 pub mod lease;
+pub mod mirror;
 pub mod objects;
 pub mod pods;
 pub mod reflect;
@@ -78,6 +80,12 @@ pub async fn join(
     let cfg = Arc::new(cfg);
     tokio::spawn(lease::run(client.clone(), cfg.name.clone(), node.clone()));
     tokio::spawn(register::status_loop(client.clone(), cfg.clone()));
+    tokio::spawn(mirror::run(
+        client.clone(),
+        cfg.clone(),
+        node.clone(),
+        mgr.clone(),
+    ));
     objects.connect(client.clone());
     let pods = pods::PodSync::new(client, cfg, node, mgr, objects);
     tokio::spawn(pods.clone().run());
