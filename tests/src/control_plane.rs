@@ -469,6 +469,32 @@ impl ControlPlane {
         }
     }
 
+    /// Write a key straight into etcd (through its HTTP gateway), outside
+    /// the apiserver's keyspace: etcd's revision, which resourceVersions
+    /// are, moves on; with the apiserver stopped, watches resumed after its
+    /// restart ask for a version older than its new watch cache (410 Gone).
+    pub fn etcd_put(&self, key: &str, value: &str) {
+        let b64 = |s: &str| encode_base64(s.as_bytes());
+        let body = format!(r#"{{"key":"{}","value":"{}"}}"#, b64(key), b64(value));
+        let out = self
+            .command("curl")
+            .args([
+                "-sf",
+                "-X",
+                "POST",
+                "http://127.0.0.1:2379/v3/kv/put",
+                "-d",
+                &body,
+            ])
+            .output()
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "etcd put {key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Stop and start kube-apiserver again (same etcd, same PKI).
     pub fn restart_apiserver(&mut self) {
         self.stop_apiserver();

@@ -397,3 +397,56 @@ fn pods_survive_an_apiserver_restart() {
     wait_deleted(&cp, &node, "before");
     wait_deleted(&cp, &node, "after");
 }
+
+#[test]
+fn a_watch_whose_version_is_gone_relists_and_loses_no_pod() {
+    require_control_plane!();
+    let mut cp = ControlPlane::start();
+    let node = PodNode::join(&cp, &[]);
+    cp.apply(&pod("first", 1, "exec sleep 3600", ""));
+    wait_running(&cp, &node, "first");
+    cp.stop_apiserver();
+    for i in 0..3 {
+        cp.etcd_put(&format!("/husk-test/bump-{i}"), "x");
+    }
+    cp.start_apiserver();
+    cp.apply(&pod("second", 1, "exec sleep 3600", ""));
+    wait_running(&cp, &node, "second");
+    assert!(
+        node.log().contains("relisting"),
+        "the resumed watch got 410 Gone and relisted:\n{}",
+        node.log()
+    );
+    assert_eq!(cp.get_json(&["pod", "first"])["status"]["phase"], "Running");
+    cp.kubectl_ok(&["delete", "pod", "first", "second", "--wait=false"]);
+    wait_deleted(&cp, &node, "first");
+    wait_deleted(&cp, &node, "second");
+}
+
+#[test]
+fn static_pods_have_mirror_pods() {
+    require_control_plane!();
+    let cp = ControlPlane::start();
+    let node = PodNode::join(&cp, &[]);
+    node.add(
+        "static.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: static, namespace: default}\n\
+         spec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    \
+         image: busybox:latest\n    imagePullPolicy: Never\n    command: [sleep, '3600']\n",
+    );
+    let name = node.full("static");
+    let m = wait_running(&cp, &node, &name);
+    let ann = &m["metadata"]["annotations"];
+    assert!(ann["kubernetes.io/config.mirror"].is_string(), "{ann}");
+    assert_eq!(
+        ann["kubernetes.io/config.mirror"],
+        ann["kubernetes.io/config.hash"]
+    );
+    let owner = &m["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "Node");
+    assert_eq!(owner["name"], NODE);
+    assert_eq!(m["spec"]["nodeName"], NODE);
+    // The static pod goes: so does its mirror.
+    node.remove("static.yaml");
+    wait_deleted(&cp, &node, &name);
+}
