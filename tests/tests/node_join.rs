@@ -450,3 +450,41 @@ fn static_pods_have_mirror_pods() {
     node.remove("static.yaml");
     wait_deleted(&cp, &node, &name);
 }
+
+/// Live (not zombie) `sleep 3600` processes in the node's cgroup subtree.
+fn sleepers(node: &PodNode) -> Vec<i32> {
+    let cg = node.cgroup.name().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let read =
+            |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+        let stat = read("stat");
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        if read("cmdline") == "sleep\x003600\x00"
+            && read("cgroup").contains(&cg)
+            && state != Some("Z")
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn sigterm_terminates_the_api_pods_before_husklet_exits() {
+    require_control_plane!();
+    let cp = ControlPlane::start();
+    let mut node = PodNode::join(&cp, &[]);
+    cp.apply(&pod("svc", 1, "exec sleep 3600", ""));
+    wait_running(&cp, &node, "svc");
+    assert_eq!(sleepers(&node).len(), 1, "the pod's process runs");
+    node.stop();
+    // husklet is gone, and its pod's process went before it.
+    assert_eq!(sleepers(&node), Vec::<i32>::new(), "left running");
+}
