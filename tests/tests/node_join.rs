@@ -253,6 +253,32 @@ fn a_bound_pod_runs_and_is_deleted_with_its_grace_period() {
     assert_eq!(row[5], ip, "{wide}");
     assert_eq!(row[6], NODE, "{wide}");
 
+    // Its lifecycle events, from the kubelet on this host.
+    let events = wait_get(
+        &cp,
+        &node,
+        &["events", "--field-selector", "involvedObject.name=web"],
+        "Created and Started",
+        |l| {
+            let reasons: Vec<&str> = l["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["reason"].as_str())
+                .collect();
+            reasons.contains(&"Created") && reasons.contains(&"Started")
+        },
+    );
+    let started = events["items"]
+        .as_array()
+        .and_then(|es| es.iter().find(|e| e["reason"] == "Started"))
+        .expect("Started event");
+    assert_eq!(started["source"]["component"], "kubelet");
+    assert_eq!(started["source"]["host"], NODE);
+    assert_eq!(started["involvedObject"]["fieldPath"], "spec.containers{c}");
+    assert_eq!(started["involvedObject"]["uid"], p["metadata"]["uid"]);
+    assert_eq!(started["type"], "Normal");
+
     // The container ignores SIGTERM: it goes when the 3 s grace ends, and
     // only then does the object go.
     let t0 = Instant::now();

@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod client;
 pub mod error;
+pub mod events;
 pub mod info;
 pub mod lease;
 pub mod mirror;

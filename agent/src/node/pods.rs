@@ -271,11 +271,13 @@ impl PodSync {
             return;
         };
         let mut written: Option<PodStatus> = None;
+        let mut events = super::events::EventSink::new(self.client.clone(), &self.cfg.name, &pod);
         loop {
-            let (mut st, gone) = {
+            let (mut st, gone, log) = {
                 let r = rx.borrow_and_update();
-                (r.status.clone(), r.gone)
+                (r.status.clone(), r.gone, r.events.clone())
             };
+            events.sync(&log).await;
             st.host_ip = Some(self.cfg.node_ip.to_string());
             if written.as_ref() != Some(&st) {
                 let Some(cached) = self.cached(&uid) else {
