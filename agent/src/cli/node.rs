@@ -54,6 +54,65 @@ pub struct PodArgs {
     pub cluster_dns: Vec<String>,
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Join the control plane this kubeconfig names (client certificate or
+    /// bearer token): register the Node, run the pods bound to it. Without
+    /// it husklet runs standalone (static pods only).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The node's InternalIP [default: the address of the default route's
+    /// interface].
+    #[arg(long)]
+    pub node_ip: Option<std::net::IpAddr>,
+    /// Labels to add when registering the node (`key=value,...`).
+    #[arg(long, value_delimiter = ',', value_parser = parse_label)]
+    pub node_labels: Vec<(String, String)>,
+    /// Taints to register the node with (`key[=value]:Effect,...`).
+    #[arg(long, value_delimiter = ',', value_parser = parse_taint)]
+    pub register_with_taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    /// Hard eviction thresholds that turn the node's pressure conditions
+    /// True (`memory.available<100Mi,nodefs.available<10%,pid.available<10%`).
+    #[arg(
+        long,
+        default_value = "memory.available<100Mi,nodefs.available<10%,pid.available<10%"
+    )]
+    pub eviction_hard: husklet::node::info::Eviction,
+    /// Most pods this node runs (`status.capacity.pods`).
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected key=value"))?;
+    if k.is_empty() {
+        return Err(format!("{s:?}: empty key"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn parse_taint(s: &str) -> Result<k8s_openapi::api::core::v1::Taint, String> {
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?}: expected key[=value]:Effect"))?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return Err(format!(
+            "{s:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute"
+        ));
+    }
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (kv, None),
+    };
+    if key.is_empty() {
+        return Err(format!("{s:?}: empty key"));
+    }
+    Ok(k8s_openapi::api::core::v1::Taint {
+        key: key.to_string(),
+        value,
+        effect: effect.to_string(),
+        time_added: None,
+    })
 }
 
 /// The node's name: --hostname-override, else the hostname.
@@ -92,6 +151,11 @@ pub async fn start(
             None => (own.clone(), own),
         };
     let node = node_name(a);
+    let runtime_version = rt
+        .version(k8s_cri::v1::VersionRequest::default())
+        .await
+        .map(|v| format!("{}://{}", v.runtime_name, v.runtime_version))
+        .unwrap_or_else(|_| format!("husk://{}", env!("CARGO_PKG_VERSION")));
     let ctx = NodeContext {
         node_name: node.clone(),
         pod_log_dir: std::path::absolute(&a.pod_log_dir)?
@@ -102,7 +166,17 @@ pub async fn start(
         cluster_domain: a.cluster_domain.clone(),
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
-    let objects = match &a.config_dir {
+    let node_ip = match a.node_ip {
+        Some(ip) => Some(ip),
+        None if a.kubeconfig.is_some() => Some(
+            husklet::node::info::detect_node_ip()
+                .context("no address to register the node with: pass --node-ip")?,
+        ),
+        None => None,
+    };
+    let api_objects = husklet::node::objects::ApiObjects::default();
+    let objects: Arc<dyn husklet::pod::objects::ObjectStore> = match &a.config_dir {
+        _ if a.kubeconfig.is_some() => Arc::new(api_objects.clone()),
         Some(d) => {
             let cd = ConfigDir::new(std::path::absolute(d)?);
             let store = cd.store();
@@ -114,9 +188,9 @@ pub async fn start(
                     }
                 }
             });
-            store
+            Arc::new(store)
         }
-        None => husklet::source::SharedObjects::default(),
+        None => Arc::new(husklet::source::SharedObjects::default()),
     };
     let host = NodeHost {
         root: root.to_path_buf(),
@@ -126,13 +200,13 @@ pub async fn start(
         } else {
             CgroupDriver::Cgroupfs
         },
-        objects: Arc::new(objects),
+        objects,
         allocatable: Allocatable {
             cpu: Quantity::from_milli(cpus * 1000),
             memory: Quantity::from_value(memory_capacity()),
             ephemeral_storage: Quantity::ZERO,
         },
-        host_ips: vec![],
+        host_ips: node_ip.iter().map(|ip| ip.to_string()).collect(),
         cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
     };
     let reports = report_file::dir(state);
@@ -141,11 +215,25 @@ pub async fn start(
             .await
             .with_report_dir(reports.clone()),
     );
-    let dir = a
-        .pod_manifest_path
-        .clone()
-        .context("--pod-manifest-path is required for pods")?;
-    tokio::spawn(watch_static_dir(dir, node, reports, mgr.clone()));
+    if let Some(dir) = a.pod_manifest_path.clone() {
+        tokio::spawn(watch_static_dir(dir, node.clone(), reports, mgr.clone()));
+    }
+    if let (Some(kubeconfig), Some(node_ip)) = (&a.kubeconfig, node_ip) {
+        let cfg = husklet::node::NodeConfig {
+            name: node,
+            kubeconfig: kubeconfig.clone(),
+            node_ip,
+            labels: a.node_labels.iter().cloned().collect(),
+            taints: a.register_with_taints.clone(),
+            max_pods: a.max_pods,
+            eviction: a.eviction_hard,
+            runtime_version,
+            root: root.to_path_buf(),
+        };
+        husklet::node::join(cfg, mgr.clone(), api_objects)
+            .await
+            .with_context(|| format!("join the control plane of {}", kubeconfig.display()))?;
+    }
     Ok(mgr)
 }
 

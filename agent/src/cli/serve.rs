@@ -37,10 +37,6 @@ pub struct ServeArgs {
     pub streaming_address: std::net::SocketAddr,
     #[command(flatten)]
     pub pods: super::node::PodArgs,
-    /// The cluster's kubeconfig: the kubelet API asks this apiserver to
-    /// review tokens and access (and serves on --port, 10250 by default).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     pub api: husklet::node::api::args::ApiArgs,
 }
@@ -87,11 +83,13 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("start the async runtime")?;
     rt.block_on(async move {
-        let client = match &a.kubeconfig {
+        // The join (--kubeconfig, in PodArgs) also makes the kubelet API ask
+        // its apiserver to review tokens and access, on --port (10250).
+        let client = match &a.pods.kubeconfig {
             Some(p) => Some(kube_client(p).await?),
             None => None,
         };
-        let api_addr = a.api.listen(a.kubeconfig.is_some());
+        let api_addr = a.api.listen(a.pods.kubeconfig.is_some());
         if api_addr.is_some() {
             a.api.check(client.is_some()).context("kubelet API")?;
         }
@@ -120,9 +118,10 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
             closing.close_events();
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let pods = match &a.pods.pod_manifest_path {
-            Some(_) => Some(super::node::start(&a.pods, &g.root, &cfg_state, cri.clone()).await?),
-            None => None,
+        let pods = if a.pods.pod_manifest_path.is_some() || a.pods.kubeconfig.is_some() {
+            Some(super::node::start(&a.pods, &g.root, &cfg_state, cri.clone()).await?)
+        } else {
+            None
         };
         let _api = match api_addr {
             Some(addr) => {
