@@ -11,6 +11,7 @@ pub mod containerd;
 pub mod control_plane;
 pub mod cri;
 pub mod husklet;
+pub mod loopdev;
 pub mod mirror;
 pub mod netns;
 pub mod oci;

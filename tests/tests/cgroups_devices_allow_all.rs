@@ -8,72 +8,18 @@
 //! refused the program ("unreachable insn"), so `husk run` failed. v1 runs on
 //! the development hosts; v2 in the VM (`scripts/vm-test`).
 
-use std::io::Write as _;
-use std::os::unix::fs::FileTypeExt as _;
-use std::os::unix::fs::MetadataExt as _;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use husk_tests::loopdev::LoopDev;
 use husk_tests::oci::{Bundle, Runtime, default_config};
 use husk_tests::{require_cgroup_v1, require_cgroup_v2};
 use serde_json::{Value, json};
-
-/// A read-only loop device over a temp file that starts with a marker;
-/// detached on drop. (As in cgroups_devices_husk.rs: each test file is its own
-/// crate.)
-struct LoopDev {
-    dev: String,
-    major: u64,
-    minor: u64,
-    marker: String,
-    _file: tempfile::NamedTempFile,
-}
-
-impl LoopDev {
-    fn new() -> LoopDev {
-        let marker = format!("husk-allow-all-{}", husk_tests::unique_suffix());
-        let mut file = tempfile::NamedTempFile::new().expect("backing file");
-        let mut data = marker.clone().into_bytes();
-        data.resize(64 * 1024, 0);
-        file.write_all(&data).expect("write backing file");
-        file.flush().expect("flush backing file");
-        let out = Command::new("losetup")
-            .args(["--find", "--show", "--read-only"])
-            .arg(file.path())
-            .output()
-            .expect("run losetup");
-        assert!(
-            out.status.success(),
-            "losetup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let meta = std::fs::metadata(&dev).unwrap_or_else(|e| panic!("stat {dev}: {e}"));
-        assert!(
-            meta.file_type().is_block_device(),
-            "{dev} is not a block device"
-        );
-        let rdev = meta.rdev();
-        LoopDev {
-            major: libc::major(rdev) as u64,
-            minor: libc::minor(rdev) as u64,
-            dev,
-            marker,
-            _file: file,
-        }
-    }
-}
-
-impl Drop for LoopDev {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
 
 /// `husk run` a root container with CAP_MKNOD whose device rules are
 /// `devices(disk)`: it makes a node for the disk and reads it, and uses
 /// /dev/null and /dev/zero.
 fn run_with(devices: impl FnOnce(&LoopDev) -> Value) -> (Output, LoopDev) {
-    let disk = LoopDev::new();
+    let disk = LoopDev::attach();
     let rt = Runtime::husk();
     let script = format!(
         "mknod /dev/hostdisk b {maj} {min} || {{ echo mknod-failed; exit 90; }}
