@@ -19,17 +19,20 @@ pub struct Args {
     pub stream: bool,
     pub exec: Option<PathBuf>,
     pub log_limit: usize,
+    /// Once the container has exited: `husk delete` it and unmount this
+    /// path (its rootfs), before the exit is recorded.
+    pub release: Option<PathBuf>,
 }
 
 pub const USAGE: &str = "usage: husk-shim --runtime PATH --root DIR --id ID --bundle DIR --dir SHIM_DIR \
---log-path FILE [--stdin] [--exec PROCESS_JSON] [--log-limit BYTES]
+--log-path FILE [--stdin] [--exec PROCESS_JSON] [--log-limit BYTES] [--release ROOTFS]
        husk-shim ... --exec PROCESS_JSON --stream [--stdin]   (fd 0: the stream's attach socket; no log)";
 
 impl Args {
     /// Parse `argv[1..]`: `--flag value` or `--flag=value`.
     pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, ShimError> {
-        let mut v: [Option<String>; 8] = Default::default();
-        const NAMES: [&str; 8] = [
+        let mut v: [Option<String>; 9] = Default::default();
+        const NAMES: [&str; 9] = [
             "runtime",
             "root",
             "id",
@@ -38,6 +41,7 @@ impl Args {
             "log-path",
             "exec",
             "log-limit",
+            "release",
         ];
         let (mut stdin, mut stream) = (false, false);
         while let Some(a) = it.next() {
@@ -88,11 +92,17 @@ impl Args {
                 })?,
                 None => husk_shim::DEFAULT_LOG_LIMIT,
             },
+            release: v[8].take().filter(|s| !s.is_empty()).map(PathBuf::from),
             stdin,
             stream,
         };
         if args.log_path.is_none() && !args.stream {
             return Err(ShimError::Usage("--log-path is required".into()));
+        }
+        if args.release.is_some() && args.exec.is_some() {
+            return Err(ShimError::Usage(
+                "--release is for containers: an exec session has nothing to delete".into(),
+            ));
         }
         if args.stream && args.exec.is_none() {
             return Err(ShimError::Usage(
@@ -135,6 +145,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--stream needs --exec"), "{e}");
+        let a = parse(
+            "--runtime /h --root /r --id c --bundle /b --dir /d --log-path /l --release /rootfs",
+        )
+        .unwrap();
+        assert_eq!(a.release.as_deref(), Some(std::path::Path::new("/rootfs")));
+        let e = parse(
+            "--runtime /h --root /r --id c --bundle /b --dir /d --exec /p --stream --release /x",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--release is for containers"), "{e}");
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct LaunchConfig {
     /// Run this process JSON in the existing container (`husk exec`)
     /// instead of creating it.
     pub exec: Option<PathBuf>,
+    /// Containers only: once the container exits, have the shim `husk
+    /// delete` it and unmount this path (its rootfs) before it records the
+    /// exit (`ExitRecord::released`).
+    pub release: Option<PathBuf>,
 }
 
 /// Why a launch did not give a running shim.
@@ -89,6 +93,9 @@ fn run(cfg: &LaunchConfig, stream: Option<UnixStream>) -> Result<i32, LaunchErro
     }
     if let Some(p) = &cfg.exec {
         cmd.arg("--exec").arg(p);
+    }
+    if let Some(p) = &cfg.release {
+        cmd.arg("--release").arg(p);
     }
     // The result comes on the shim's stdout: a pipe that only this child
     // gets (no fd leaks into other children a threaded launcher starts).

@@ -86,6 +86,7 @@ pub fn record(pid: i32, status: WaitStatus, oom: Option<&OomCounter>) -> ExitRec
         signal,
         oom_killed: oom.is_some_and(OomCounter::fired),
         finished_at: husk_shim::time::now(),
+        released: false,
     }
 }
 

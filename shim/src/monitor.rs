@@ -578,7 +578,10 @@ impl Shim {
             }
         }
         let Some(status) = self.exit else { return 1 };
-        let rec = exit::record(self.pid, status, self.oom.as_ref());
+        let mut rec = exit::record(self.pid, status, self.oom.as_ref());
+        if let Some(rootfs) = &self.args.release {
+            rec.released = crate::runtime::release(&self.args, rootfs);
+        }
         let mut code = 0;
         if let Err(e) = exit::write(&self.args.dir, &rec) {
             eprintln!("husk-shim: {}", crate::error::chain(&e));

@@ -64,6 +64,10 @@ pub struct ExitRecord {
     pub oom_killed: bool,
     /// When the shim reaped the process (RFC3339Nano, UTC).
     pub finished_at: String,
+    /// The shim released the container before recording its exit (`--release`):
+    /// `husk delete` ran and the rootfs is unmounted.
+    #[serde(default)]
+    pub released: bool,
 }
 
 /// An attach stream id: the first byte of a frame.

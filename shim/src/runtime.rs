@@ -122,6 +122,43 @@ pub fn delete_force(args: &Args) {
         .status();
 }
 
+/// Release an exited container (`--release ROOTFS`): `husk delete ID`, then
+/// unmount its rootfs. Whether both worked; a failure is printed and left
+/// to husklet's RemoveContainer, which forces both.
+pub fn release(args: &Args, rootfs: &Path) -> bool {
+    let deleted = match base(args)
+        .arg("delete")
+        .arg(&args.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+    {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            eprintln!(
+                "husk-shim: {}",
+                failure(args, "delete", out.status, &stderr)
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("husk-shim: run {}: {e}", args.runtime.display());
+            false
+        }
+    };
+    let unmounted = match nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH) {
+        // EINVAL: not a mount point (any more).
+        Ok(()) | Err(nix::errno::Errno::EINVAL) => true,
+        Err(e) => {
+            eprintln!("husk-shim: unmount {}: {e}", rootfs.display());
+            false
+        }
+    };
+    deleted && unmounted
+}
+
 /// `husk start ID`.
 pub fn start(args: &Args) -> Result<(), ShimError> {
     let out = base(args)

@@ -82,6 +82,7 @@ fn an_exec_session_reports_its_exit_code() {
         dir: dir.clone(),
         log_path: log.clone(),
         exec: Some(process),
+        release: None,
         ..c.config(true)
     };
     let pid = launch(&cfg).expect("launch the exec shim");
@@ -131,6 +132,7 @@ fn an_exec_session_with_a_tty() {
         dir: dir.clone(),
         log_path: log.clone(),
         exec: Some(process),
+        release: None,
         ..c.config(false)
     };
     let pid = launch(&cfg).expect("launch the exec shim");

@@ -1,6 +1,13 @@
-//! Container RPCs: create (rootfs, bundle, shim), start, stop, remove,
-//! status, list. A container's live state is read from its shim dir, so a
-//! restarted husklet sees what happened while it was away.
+//! Container RPCs: create, start, stop, remove, status, list. A container's
+//! live state is read from its shim dir, so a restarted husklet sees what
+//! happened while it was away.
+//!
+//! The work is split as containerd splits it: CreateContainer records the
+//! container and checks its spec (the user is looked up in the image's
+//! layers); StartContainer mounts the rootfs, writes the bundle and launches
+//! husk-shim, which runs `husk create` and `start`. When the container
+//! exits, its shim deletes it and unmounts the rootfs (`--release`), so
+//! RemoveContainer only moves files aside.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -40,10 +47,20 @@ pub struct ContainerRecord {
     /// The process's uid, gid and groups as resolved at create.
     #[serde(default)]
     pub user: Option<cri::LinuxContainerUser>,
-    /// Set while CreateContainer runs (rootfs, bundle, shim): a record still
-    /// pending after a crash is rolled back on start (see `super::recover`).
+    /// Set while CreateContainer runs: a record still pending after a
+    /// crash is rolled back on start (see `super::recover`).
     #[serde(default)]
     pub pending: bool,
+    /// StartContainer has mounted the rootfs and launched the shim (set
+    /// before it does, so that a crash midway leaves a container that
+    /// RemoveContainer cleans up). Records from before the split were
+    /// launched at create.
+    #[serde(default = "launched_before_the_split")]
+    pub launched: bool,
+}
+
+fn launched_before_the_split() -> bool {
+    true
 }
 
 /// A container's state as its shim dir tells it.
@@ -59,6 +76,9 @@ pub enum Live {
 impl ContainerRecord {
     /// Read the shim dir.
     pub fn live(&self) -> Live {
+        if !self.launched {
+            return Live::Created;
+        }
         if let Ok(Some(e)) = husk_shim::client::read_exit(&self.shim_dir) {
             return Live::Exited(e);
         }
@@ -236,93 +256,44 @@ impl Cri {
             shim_dir: self.cfg.shim_dir(&id),
             config,
             pending: true,
+            launched: false,
         };
-        // A pod sharing its pid namespace: join the pinned one while its
-        // init lives, else this container starts (and pins) a fresh one.
-        let pin_pid_ns = self
-            .pod_pid_ns(&rec.config, &sandbox)
-            .then(|| sandbox.ns_dir.clone());
         let (cfg, store, mut r, sb) = (self.cfg.clone(), self.images.clone(), rec.clone(), sandbox);
         let made = blocking("create the container", move || {
             let res = (|| {
                 // Pending first: a crash from here on is rolled back on restart.
                 record::save(&cfg.containers_dir(), &r.id, &r)?;
-                let rootfs = store.prepare_rootfs(&r.image_id, &r.id)?;
+                // The spec is built now to report a bad config here; start
+                // builds it again (the namespaces it joins may have changed).
+                let accounts = spec::Accounts::of_image(&store, &r.image_id)?;
                 let spec = spec::build(&spec::Inputs {
                     id: &r.id,
                     config: &r.config,
                     image: &details.config,
                     sandbox: &sb,
-                    rootfs: &rootfs.rootfs,
+                    rootfs: &store.rootfs_path(&r.id),
+                    accounts: &accounts,
                     target_pid_ns,
                 })?;
                 r.user = spec_user(&spec);
-                std::fs::create_dir_all(&r.bundle)
-                    .map_err(CriError::io("create the bundle", &r.bundle))?;
-                let path = r.bundle.join("config.json");
-                let data = serde_json::to_vec(&spec)
-                    .map_err(|e| CriError::internal("encode config.json", e))?;
-                crate::image::fsutil::write_atomic(&path, &data)
-                    .map_err(CriError::io("write config.json", &path))?;
                 if let Some(d) = Path::new(&r.log_path).parent() {
                     std::fs::create_dir_all(d).map_err(CriError::io("create the log dir", d))?;
                 }
-                husk_shim::launch(&husk_shim::LaunchConfig {
-                    shim: cfg.shim.clone(),
-                    runtime: cfg.runtime.clone(),
-                    root: cfg.runtime_root(),
-                    id: r.id.clone(),
-                    bundle: r.bundle.clone(),
-                    dir: r.shim_dir.clone(),
-                    log_path: PathBuf::from(&r.log_path),
-                    stdin: r.config.stdin,
-                    exec: None,
-                })
-                .map_err(|e| CriError::internal(format!("container {}: start husk-shim", r.id), e))
-                .map(|pid| (pid, r.user.clone()))
-            })()
-            .and_then(|(pid, user)| {
-                let done = ContainerRecord {
-                    pending: false,
-                    ..r.clone()
-                };
-                match record::save(&cfg.containers_dir(), &r.id, &done) {
-                    Ok(()) => Ok((pid, user)),
-                    Err(e) => {
-                        // The shim runs: undo it as a restart would.
-                        super::recover::roll_back_container(&cfg, &store, &r);
-                        Err(e)
-                    }
-                }
-            });
+                r.pending = false;
+                record::save(&cfg.containers_dir(), &r.id, &r)?;
+                Ok(r.user.clone())
+            })();
             if res.is_err() {
                 let _ = record::remove(&cfg.containers_dir(), &r.id);
-                let _ = store.remove_rootfs(&r.id);
-                let _ = crate::image::fsutil::remove_tree(&cfg.containers_dir().join(&r.id));
-                let _ = crate::image::fsutil::remove_tree(&r.shim_dir);
             }
             res
         })
         .await;
         match made {
-            Ok((pid, user)) => {
-                tracing::info!(container = %id, pid, "container created");
+            Ok(user) => {
+                tracing::info!(container = %id, "container created");
                 rec.user = user;
                 rec.pending = false;
-                if let Some(dir) = pin_pid_ns {
-                    let (dir2, cid) = (dir.clone(), id.clone());
-                    if let Err(e) = blocking("pin the pid namespace", move || {
-                        crate::sandbox::ns::pin_pid(&dir2, pid, &cid).map_err(|e| {
-                            CriError::internal(format!("container {cid}: pin its pid namespace"), e)
-                        })
-                    })
-                    .await
-                    {
-                        // The container runs; the pod's next containers get
-                        // a pid namespace of their own instead.
-                        tracing::warn!(container = %id, error = %super::error::chain(&e), "pod pid namespace not shared");
-                    }
-                }
                 let sandbox_id = rec.sandbox_id.clone();
                 self.state().containers.insert(id.clone(), rec);
                 self.emit(
@@ -339,6 +310,106 @@ impl Cri {
         }
     }
 
+    /// Mount the rootfs, write the bundle and launch the shim (`husk
+    /// create`): the first half of StartContainer. On failure everything
+    /// is undone and the container stays created.
+    async fn launch(&self, rec: &mut ContainerRecord) -> Result<(), CriError> {
+        let sandbox = self
+            .state()
+            .sandboxes
+            .get(&rec.sandbox_id)
+            .cloned()
+            .ok_or_else(|| {
+                CriError::FailedPrecondition(format!(
+                    "container {}: its sandbox {} is gone",
+                    rec.id, rec.sandbox_id
+                ))
+            })?;
+        let target_pid_ns = self.target_pid_ns(&rec.config)?;
+        // A pod sharing its pid namespace: join the pinned one while its
+        // init lives, else this container starts (and pins) a fresh one.
+        let pin_pid_ns = self
+            .pod_pid_ns(&rec.config, &sandbox)
+            .then(|| sandbox.ns_dir.clone());
+        rec.launched = true;
+        record::save(&self.cfg.containers_dir(), &rec.id, &*rec)?;
+        let (cfg, store, r) = (self.cfg.clone(), self.images.clone(), rec.clone());
+        let launched = blocking("start the container", move || {
+            let res = (|| {
+                let details = store.inspect(&r.image_id)?;
+                let accounts = spec::Accounts::of_image(&store, &r.image_id)?;
+                let rootfs = store.prepare_rootfs(&r.image_id, &r.id)?;
+                let spec = spec::build(&spec::Inputs {
+                    id: &r.id,
+                    config: &r.config,
+                    image: &details.config,
+                    sandbox: &sandbox,
+                    rootfs: &rootfs.rootfs,
+                    accounts: &accounts,
+                    target_pid_ns,
+                })?;
+                std::fs::create_dir_all(&r.bundle)
+                    .map_err(CriError::io("create the bundle", &r.bundle))?;
+                let path = r.bundle.join("config.json");
+                let data = serde_json::to_vec(&spec)
+                    .map_err(|e| CriError::internal("encode config.json", e))?;
+                crate::image::fsutil::write_atomic(&path, &data)
+                    .map_err(CriError::io("write config.json", &path))?;
+                let pid = husk_shim::launch(&husk_shim::LaunchConfig {
+                    shim: cfg.shim.clone(),
+                    runtime: cfg.runtime.clone(),
+                    root: cfg.runtime_root(),
+                    id: r.id.clone(),
+                    bundle: r.bundle.clone(),
+                    dir: r.shim_dir.clone(),
+                    log_path: PathBuf::from(&r.log_path),
+                    stdin: r.config.stdin,
+                    exec: None,
+                    release: Some(rootfs.rootfs.clone()),
+                })
+                .map_err(|e| {
+                    CriError::internal(format!("container {}: start husk-shim", r.id), e)
+                })?;
+                Ok((pid, spec_user(&spec)))
+            })();
+            if res.is_err() {
+                // The shim leaves nothing behind when it fails.
+                let _ = store.remove_rootfs(&r.id);
+                let _ = crate::image::fsutil::remove_tree(&cfg.containers_dir().join(&r.id));
+                let _ = crate::image::fsutil::remove_tree(&r.shim_dir);
+            }
+            res
+        })
+        .await;
+        let (pid, user) = match launched {
+            Ok(x) => x,
+            Err(e) => {
+                rec.launched = false;
+                if let Err(e) = record::save(&self.cfg.containers_dir(), &rec.id, &*rec) {
+                    tracing::warn!(container = %rec.id, error = %super::error::chain(&e), "save the record");
+                }
+                return Err(e);
+            }
+        };
+        tracing::debug!(container = %rec.id, pid, "husk-shim launched");
+        rec.user = user;
+        if let Some(dir) = pin_pid_ns {
+            let (cid, dir2) = (rec.id.clone(), dir.clone());
+            if let Err(e) = blocking("pin the pid namespace", move || {
+                crate::sandbox::ns::pin_pid(&dir2, pid, &cid).map_err(|e| {
+                    CriError::internal(format!("container {cid}: pin its pid namespace"), e)
+                })
+            })
+            .await
+            {
+                // The container runs; the pod's next containers get a pid
+                // namespace of their own instead.
+                tracing::warn!(container = %rec.id, error = %super::error::chain(&e), "pod pid namespace not shared");
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn start(&self, id: &str) -> Result<(), CriError> {
         let full = self.container(id)?.id;
         let _lock = self.lock(&full).await;
@@ -352,6 +423,9 @@ impl Cri {
                     ContainerRecord::cri_state(&other)
                 )));
             }
+        }
+        if !rec.launched {
+            self.launch(&mut rec).await?;
         }
         let dir = rec.shim_dir.clone();
         let cid = rec.id.clone();
@@ -412,7 +486,7 @@ impl Cri {
 
     /// Stop with the container's lock held.
     async fn stop_locked(&self, rec: &ContainerRecord, timeout: i64) -> Result<(), CriError> {
-        if matches!(rec.live(), Live::Exited(_) | Live::Unknown) {
+        if !rec.launched || matches!(rec.live(), Live::Exited(_) | Live::Unknown) {
             return Ok(());
         }
         if timeout > 0 {
@@ -470,23 +544,14 @@ impl Cri {
             Err(e) => return Err(e),
         };
         self.stop_locked(&rec, 0).await?;
-        let out = tokio::process::Command::new(&self.cfg.runtime)
-            .arg("--root")
-            .arg(self.cfg.runtime_root())
-            .args(["delete", "--force", &rec.id])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(|e| CriError::internal(format!("container {}: run husk delete", rec.id), e))?;
-        if !out.status.success() {
-            return Err(CriError::internal(
-                format!("container {}: husk delete", rec.id),
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
+        // Released by its shim at exit (the usual case): nothing to delete.
+        let released = matches!(rec.live(), Live::Exited(e) if e.released);
+        if rec.launched && !released {
+            self.husk_delete(&rec.id).await?;
         }
         let (store, cfg, cid) = (self.images.clone(), self.cfg.clone(), rec.id.clone());
         blocking("remove the container", move || {
-            match store.remove_rootfs(&cid) {
+            match store.discard_rootfs(&cid) {
                 Ok(()) | Err(crate::image::ImageError::NoRootfs(_)) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -500,6 +565,8 @@ impl Cri {
             record::remove(&cfg.containers_dir(), &cid)
         })
         .await?;
+        let store = self.images.clone();
+        tokio::task::spawn_blocking(move || store.empty_trash());
         {
             let mut st = self.state();
             st.containers.remove(&rec.id);
@@ -513,6 +580,25 @@ impl Cri {
             &rec.sandbox_id,
             cri::ContainerEventType::ContainerDeletedEvent,
         );
+        Ok(())
+    }
+
+    /// `husk delete --force`: the container's processes, cgroup and state.
+    async fn husk_delete(&self, id: &str) -> Result<(), CriError> {
+        let out = tokio::process::Command::new(&self.cfg.runtime)
+            .arg("--root")
+            .arg(self.cfg.runtime_root())
+            .args(["delete", "--force", id])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| CriError::internal(format!("container {id}: run husk delete"), e))?;
+        if !out.status.success() {
+            return Err(CriError::internal(
+                format!("container {id}: husk delete"),
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
         Ok(())
     }
 

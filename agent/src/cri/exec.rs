@@ -52,6 +52,7 @@ impl Cri {
                 log_path: d.join("log"),
                 stdin: false,
                 exec: Some(pj),
+                release: None,
             })
             .map_err(|e| CriError::internal(format!("container {}: exec", r.id), e))
         })

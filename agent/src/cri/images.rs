@@ -132,11 +132,30 @@ impl ImageService for Cri {
         req: cri::RemoveImageRequest,
     ) -> CriResult<cri::RemoveImageResponse> {
         let name = image_name(req.image.as_ref(), "image.image")?;
+        // Created containers have no rootfs (the store's mark of use) until
+        // they start: they hold their image here.
+        let unlaunched: Vec<(String, String)> = self
+            .state()
+            .containers
+            .values()
+            .filter(|c| !c.launched)
+            .map(|c| (c.image_id.clone(), c.id.clone()))
+            .collect();
         let store = self.images.clone();
-        blocking("remove image", move || match store.remove(&name) {
-            // Removed already: RemoveImage is idempotent.
-            Ok(_) | Err(ImageError::NotFound(_)) => Ok(cri::RemoveImageResponse {}),
-            Err(e) => Err(e.into()),
+        let users_of = move |id: &crate::image::digest::Digest| -> Vec<String> {
+            let id = id.to_string();
+            unlaunched
+                .iter()
+                .filter(|(image, _)| *image == id)
+                .map(|(_, c)| c.clone())
+                .collect()
+        };
+        blocking("remove image", move || {
+            match store.remove_unless_used(&name, &users_of) {
+                // Removed already: RemoveImage is idempotent.
+                Ok(_) | Err(ImageError::NotFound(_)) => Ok(cri::RemoveImageResponse {}),
+                Err(e) => Err(e.into()),
+            }
         })
         .await
     }

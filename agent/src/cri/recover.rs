@@ -8,7 +8,9 @@
 //! CNI DEL with the same container id and netns (IP, veth, iptables chains),
 //! unpin the namespaces, `husk delete --force`, unmount the rootfs, remove
 //! the dirs and the record. A StartContainer cut short after the shim started
-//! the container is completed instead: the record learns it runs.
+//! the container is completed instead: the record learns it runs; one cut
+//! short before the shim got going is undone (the container is created
+//! again).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -34,6 +36,36 @@ const WAIT: Duration = Duration::from_secs(5);
 /// container, its rootfs, dirs and record.
 pub(crate) fn roll_back_container(cfg: &CriConfig, store: &ImageStore, rec: &ContainerRecord) {
     tracing::warn!(container = %rec.id, "rolling back a CreateContainer cut short");
+    undo_launch(cfg, store, rec);
+    if let Err(e) = record::remove(&cfg.containers_dir(), &rec.id) {
+        tracing::warn!(container = %rec.id, error = %super::error::chain(&e), "remove the record");
+    }
+}
+
+/// A StartContainer cut short before its shim got going (no shim, no exit
+/// record): undo the launch, so the container is created again and a new
+/// StartContainer starts it. Returns whether the record changed.
+pub(crate) fn roll_back_launch(
+    cfg: &CriConfig,
+    store: &ImageStore,
+    rec: &mut ContainerRecord,
+) -> bool {
+    if !rec.launched || rec.started_at != 0 || !matches!(rec.live(), Live::Unknown) {
+        return false;
+    }
+    tracing::warn!(container = %rec.id, "rolling back a StartContainer cut short");
+    undo_launch(cfg, store, rec);
+    rec.launched = false;
+    if let Err(e) = record::save(&cfg.containers_dir(), &rec.id, &*rec) {
+        tracing::warn!(container = %rec.id, error = %super::error::chain(&e), "save the record");
+    }
+    true
+}
+
+/// Stop whatever a launch started (the shim and its `husk create`, which
+/// may still be running), delete the container, unmount and remove its
+/// rootfs, remove its bundle and shim dir.
+fn undo_launch(cfg: &CriConfig, store: &ImageStore, rec: &ContainerRecord) {
     // The shim and its `husk create` carry the id in their arguments; the
     // container's own program does not (and `husk delete` kills it).
     kill_processes_with("cmdline", rec.id.as_bytes());
@@ -59,9 +91,6 @@ pub(crate) fn roll_back_container(cfg: &CriConfig, store: &ImageStore, rec: &Con
     }
     for dir in [cfg.containers_dir().join(&rec.id), rec.shim_dir.clone()] {
         remove_dir(&dir);
-    }
-    if let Err(e) = record::remove(&cfg.containers_dir(), &rec.id) {
-        tracing::warn!(container = %rec.id, error = %super::error::chain(&e), "remove the record");
     }
 }
 
@@ -91,7 +120,7 @@ pub(crate) fn roll_back_sandbox(cfg: &CriConfig, cni: &Cni, rec: &SandboxRecord)
 /// it: record the start (the time is the recovery's, the real one is lost).
 /// Returns whether the record changed.
 pub(crate) fn complete_start(cfg: &CriConfig, rec: &mut ContainerRecord) -> bool {
-    if rec.started_at != 0 || !matches!(rec.live(), Live::Created) {
+    if !rec.launched || rec.started_at != 0 || !matches!(rec.live(), Live::Created) {
         return false;
     }
     match shim_state(&rec.shim_dir) {

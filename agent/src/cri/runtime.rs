@@ -105,6 +105,9 @@ impl Cri {
         );
         let mut state = State::default();
         record::sweep_temp(&cfg.containers_dir());
+        // Rootfs dirs a RemoveContainer moved aside (before a crash, too).
+        let store = images.clone();
+        std::thread::spawn(move || store.empty_trash());
         record::sweep_temp(&cfg.sandboxes_dir());
         // Calls a crash cut short: containers first (they live in sandboxes).
         for mut c in record::load_all::<ContainerRecord>(&cfg.containers_dir()) {
@@ -113,6 +116,7 @@ impl Cri {
                 continue;
             }
             super::recover::complete_start(&cfg, &mut c);
+            super::recover::roll_back_launch(&cfg, &images, &mut c);
             state.names.insert(c.name_key.clone(), c.id.clone());
             state.containers.insert(c.id.clone(), c);
         }

@@ -17,8 +17,10 @@ pub struct Inputs<'a> {
     pub config: &'a cri::ContainerConfig,
     pub image: &'a RunConfig,
     pub sandbox: &'a SandboxRecord,
-    /// The mounted overlay rootfs.
+    /// Where the overlay rootfs is mounted (at start).
     pub rootfs: &'a Path,
+    /// The image's `/etc/passwd` and `/etc/group`.
+    pub accounts: &'a Accounts,
     /// The pid namespace of the container a TARGET pid mode names.
     pub target_pid_ns: Option<PathBuf>,
 }
@@ -51,14 +53,36 @@ pub fn env(config: &cri::ContainerConfig, image: &RunConfig) -> Vec<String> {
     out
 }
 
+/// The image's user and group databases (empty when it has none).
+#[derive(Debug, Clone, Default)]
+pub struct Accounts {
+    pub passwd: String,
+    pub group: String,
+}
+
+impl Accounts {
+    /// Read from the image's layers (no rootfs needed).
+    pub fn of_image(store: &crate::image::ImageStore, image: &str) -> Result<Self, CriError> {
+        let read = |p: &str| -> Result<String, CriError> {
+            Ok(store
+                .image_file(image, p)?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default())
+        };
+        Ok(Accounts {
+            passwd: read("/etc/passwd")?,
+            group: read("/etc/group")?,
+        })
+    }
+}
+
 /// uid, gid and additional gids of the process.
 fn user(
-    rootfs: &Path,
+    accounts: &Accounts,
     image_user: Option<&str>,
     sc: Option<&cri::LinuxContainerSecurityContext>,
 ) -> Result<(u32, u32, Vec<u32>), CriError> {
-    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    let (passwd, group) = (&accounts.passwd, &accounts.group);
     let lookup = |file: &str, name: &str| -> Option<(u32, u32)> {
         file.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
@@ -84,7 +108,7 @@ fn user(
             .map_or((spec, None), |(u, g)| (u, Some(g)));
         let (uid, mut gid) = match u.parse::<u32>() {
             Ok(uid) => (uid, by_uid(uid)),
-            Err(_) => lookup(&passwd, u).ok_or_else(|| {
+            Err(_) => lookup(passwd, u).ok_or_else(|| {
                 CriError::invalid(
                     field,
                     format!("user {u:?} is not in the image's /etc/passwd"),
@@ -94,7 +118,7 @@ fn user(
         if let Some(g) = g {
             gid = match g.parse::<u32>() {
                 Ok(gid) => gid,
-                Err(_) => lookup(&group, g).map(|(gid, _)| gid).ok_or_else(|| {
+                Err(_) => lookup(group, g).map(|(gid, _)| gid).ok_or_else(|| {
                     CriError::invalid(
                         field,
                         format!("group {g:?} is not in the image's /etc/group"),
@@ -201,7 +225,7 @@ pub fn build(inputs: &Inputs) -> Result<Value, CriError> {
             "empty, and the image has no Entrypoint or Cmd",
         ));
     }
-    let (uid, gid, extra) = user(inputs.rootfs, inputs.image.user.as_deref(), sc)?;
+    let (uid, gid, extra) = user(inputs.accounts, inputs.image.user.as_deref(), sc)?;
     let cwd = if !c.working_dir.is_empty() {
         c.working_dir.clone()
     } else {
@@ -387,26 +411,14 @@ mod tests {
 
     #[test]
     fn users_resolve_by_name_in_the_image() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir(d.path().join("etc")).unwrap();
-        std::fs::write(
-            d.path().join("etc/passwd"),
-            "root:x:0:0::/:/bin/sh\nwww:x:33:34::/:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(d.path().join("etc/group"), "root:x:0:\nweb:x:50:\n").unwrap();
-        assert_eq!(user(d.path(), Some("www"), None).unwrap(), (33, 34, vec![]));
-        assert_eq!(
-            user(d.path(), Some("www:web"), None).unwrap(),
-            (33, 50, vec![])
-        );
-        assert_eq!(
-            user(d.path(), Some("1000"), None).unwrap(),
-            (1000, 0, vec![])
-        );
-        let e = user(d.path(), Some("nobody"), None)
-            .unwrap_err()
-            .to_string();
+        let a = Accounts {
+            passwd: "root:x:0:0::/:/bin/sh\nwww:x:33:34::/:/bin/sh\n".into(),
+            group: "root:x:0:\nweb:x:50:\n".into(),
+        };
+        assert_eq!(user(&a, Some("www"), None).unwrap(), (33, 34, vec![]));
+        assert_eq!(user(&a, Some("www:web"), None).unwrap(), (33, 50, vec![]));
+        assert_eq!(user(&a, Some("1000"), None).unwrap(), (1000, 0, vec![]));
+        let e = user(&a, Some("nobody"), None).unwrap_err().to_string();
         assert!(e.contains("nobody"), "{e}");
     }
 }

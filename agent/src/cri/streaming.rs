@@ -261,6 +261,7 @@ async fn exec_session(
                 log_path: PathBuf::new(),
                 stdin: opts.stdin,
                 exec: Some(pj),
+                release: None,
             },
             theirs,
         )

@@ -72,7 +72,8 @@ impl Cri {
             .as_ref()
             .and_then(|l| l.resources.clone())
             .unwrap_or_default();
-        if matches!(rec.live(), Live::Created | Live::Running) {
+        // Not launched yet: StartContainer builds the spec from the record.
+        if rec.launched && matches!(rec.live(), Live::Created | Live::Running) {
             let json = serde_json::to_vec(&doc)
                 .map_err(|e| CriError::internal("encode the resources", e))?;
             self.husk_update(&rec.id, &json).await?;

@@ -9,6 +9,7 @@
 pub mod content;
 pub mod digest;
 pub mod fsutil;
+pub mod image_file;
 pub mod import;
 pub mod layer;
 pub mod manifest;

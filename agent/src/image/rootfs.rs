@@ -198,6 +198,58 @@ impl ImageStore {
         serde_json::from_slice(&data).map_err(|e| io_err(&p)(e.into()))
     }
 
+    /// Where a container's rootfs is mounted by [`ImageStore::prepare_rootfs`].
+    pub fn rootfs_path(&self, container_id: &str) -> PathBuf {
+        self.container_dir(container_id).join("rootfs")
+    }
+
+    /// Take a container's rootfs out of the store at the cost of an unmount
+    /// and a rename: its dir moves into `trash/`, which
+    /// [`ImageStore::empty_trash`] deletes later (RemoveContainer does not
+    /// wait for the upper dir's files to be unlinked). The snapshots are
+    /// free to be pruned from the rename on.
+    pub fn discard_rootfs(&self, container_id: &str) -> Result<(), ImageError> {
+        if !valid_id(container_id) {
+            return Err(ImageError::ContainerId(container_id.to_string()));
+        }
+        let dir = self.container_dir(container_id);
+        if !dir.exists() {
+            return Err(ImageError::NoRootfs(container_id.to_string()));
+        }
+        let rootfs = dir.join("rootfs");
+        match nix::mount::umount2(&rootfs, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(errno) => {
+                return Err(ImageError::Mount {
+                    id: container_id.to_string(),
+                    target: rootfs,
+                    errno,
+                });
+            }
+        }
+        let trash = self.root.join("trash");
+        fs::create_dir_all(&trash).map_err(io_err(&trash))?;
+        let to = trash.join(format!("{container_id}.{:x}", fsutil::rand_u64()));
+        fs::rename(&dir, &to).map_err(io_err(&dir))
+    }
+
+    /// Delete what [`ImageStore::discard_rootfs`] moved aside (and what a
+    /// crash left there). Safe to run at any time; one run at a time.
+    pub fn empty_trash(&self) {
+        static RUNNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let Ok(_one) = RUNNING.lock() else { return };
+        let trash = self.root.join("trash");
+        let Ok(rd) = fs::read_dir(&trash) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            // Never follow a mount left inside: unmount it first.
+            let _ = nix::mount::umount2(&p.join("rootfs"), MntFlags::MNT_DETACH);
+            if let Err(err) = fsutil::remove_tree(&p) {
+                tracing::warn!(path = %p.display(), error = %err, "empty the rootfs trash");
+            }
+        }
+    }
+
     /// Unmount and delete a container's rootfs (upper and work dirs included).
     pub fn remove_rootfs(&self, container_id: &str) -> Result<(), ImageError> {
         if !valid_id(container_id) {

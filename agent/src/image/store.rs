@@ -299,6 +299,16 @@ impl ImageStore {
     /// name), an id or repo digest removes the image. Frees its blobs and
     /// snapshots that no other image uses.
     pub fn remove(&self, what: &str) -> Result<ImageRecord, ImageError> {
+        self.remove_unless_used(what, &|_| Vec::new())
+    }
+
+    /// [`ImageStore::remove`], with `users` naming containers outside the
+    /// store's rootfs records that hold an image (by id).
+    pub fn remove_unless_used(
+        &self,
+        what: &str,
+        users_of: &dyn Fn(&Digest) -> Vec<String>,
+    ) -> Result<ImageRecord, ImageError> {
         let removed = {
             let _l = self.lock("meta.lock", true)?;
             let mut idx = ImageIndex::load(&self.meta_path())?;
@@ -321,7 +331,8 @@ impl ImageStore {
                 None => true,
             };
             if drop_all {
-                let users = self.containers_using(&rec.id);
+                let mut users = self.containers_using(&rec.id);
+                users.extend(users_of(&rec.id));
                 if !users.is_empty() {
                     return Err(ImageError::InUse {
                         image: what.to_string(),

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use husk_tests::cri::CriNode;
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -16,8 +17,17 @@ pub type Rt = RuntimeServiceClient<Channel>;
 
 /// Connect to `node`'s socket.
 pub async fn connect(node: &CriNode) -> Rt {
+    RuntimeServiceClient::new(channel(node).await)
+}
+
+/// An image service client on `node`'s socket.
+pub async fn connect_images(node: &CriNode) -> ImageServiceClient<Channel> {
+    ImageServiceClient::new(channel(node).await)
+}
+
+async fn channel(node: &CriNode) -> Channel {
     let path = node.socket();
-    let ch = Endpoint::from_static("http://cri.invalid")
+    Endpoint::from_static("http://cri.invalid")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move {
@@ -25,8 +35,7 @@ pub async fn connect(node: &CriNode) -> Rt {
             }
         }))
         .await
-        .expect("connect to husklet");
-    RuntimeServiceClient::new(ch)
+        .expect("connect to husklet")
 }
 
 /// A current-thread runtime: the test thread is in the test's namespaces.

@@ -64,6 +64,7 @@ impl Fixture {
             log_path: self.log_path(),
             stdin,
             exec: None,
+            release: None,
         }
     }
 
