@@ -91,7 +91,11 @@ pub fn record(pid: i32, status: WaitStatus, oom: Option<&OomCounter>) -> ExitRec
 }
 
 /// Write `exit.json` in `dir`: temp file, fsync, rename, fsync of the dir.
-pub fn write(dir: &Path, rec: &ExitRecord) -> Result<(), ShimError> {
+/// Without `durable` (exec sessions) there is no fsync: husklet reads the
+/// record right away, and after a crash it removes every exec session
+/// unread, so only a container's exit must survive one. Two fsyncs are
+/// milliseconds on a disk, on the path of every `crictl exec`.
+pub fn write(dir: &Path, rec: &ExitRecord, durable: bool) -> Result<(), ShimError> {
     let tmp = dir.join(format!("{}.tmp", layout::EXIT));
     let path = dir.join(layout::EXIT);
     let mut text = serde_json::to_vec(rec).map_err(|e| ShimError::Io {
@@ -101,9 +105,12 @@ pub fn write(dir: &Path, rec: &ExitRecord) -> Result<(), ShimError> {
     text.push(b'\n');
     let mut f = File::create(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
     f.write_all(&text)
-        .and_then(|()| f.sync_all())
+        .and_then(|()| if durable { f.sync_all() } else { Ok(()) })
         .map_err(io_err(format!("write {}", tmp.display())))?;
     std::fs::rename(&tmp, &path).map_err(io_err(format!("rename to {}", path.display())))?;
+    if !durable {
+        return Ok(());
+    }
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(format!("sync {}", dir.display())))

@@ -48,7 +48,7 @@
 //! | `<dir>/pid` | the container's (or exec process's) host pid, from the runtime's `--pid-file` |
 //! | `<dir>/ctl.sock` | control socket ([`proto::CtlRequest`]); exists while the shim runs |
 //! | `<dir>/attach.sock` | attach socket ([`proto::Frame`]s); exists while the shim runs |
-//! | `<dir>/exit.json` | [`proto::ExitRecord`], written atomically (temp, fsync, rename) before the shim exits |
+//! | `<dir>/exit.json` | [`proto::ExitRecord`], written atomically (temp, fsync, rename; no fsync for exec sessions) before the shim exits |
 //! | `<dir>/runtime.log` | the runtime's own log (`--log-format json`), where create/start errors are read from |
 //!
 //! Recovery: `exit.json` present → the process is gone, its status is

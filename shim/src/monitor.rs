@@ -583,7 +583,7 @@ impl Shim {
             rec.released = crate::runtime::release(&self.args, rootfs);
         }
         let mut code = 0;
-        if let Err(e) = exit::write(&self.args.dir, &rec) {
+        if let Err(e) = exit::write(&self.args.dir, &rec, self.args.exec.is_none()) {
             eprintln!("husk-shim: {}", crate::error::chain(&e));
             code = 1;
         }

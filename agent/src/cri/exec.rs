@@ -2,7 +2,9 @@
 //! its output read back from the session's CRI log.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
 
 use k8s_cri::v1 as cri;
 
@@ -91,12 +93,10 @@ async fn wait(
     id: &str,
 ) -> Result<cri::ExecSyncResponse, CriError> {
     let shim_dir = dir.join("s");
-    let deadline = (timeout > 0).then(|| Instant::now() + Duration::from_secs(timeout as u64));
-    let exit = loop {
-        if let Ok(Some(e)) = husk_shim::client::read_exit(&shim_dir) {
-            break e;
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+    let ended = shim_gone(&shim_dir);
+    if timeout > 0 {
+        let limit = Duration::from_secs(timeout as u64);
+        if tokio::time::timeout(limit, ended).await.is_err() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -105,8 +105,10 @@ async fn wait(
                 "container {id}: command timed out after {timeout} s"
             )));
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    } else {
+        ended.await;
+    }
+    let exit = exit_record(&shim_dir, id).await?;
     let log: PathBuf = dir.join("log");
     let data = tokio::fs::read(&log).await.unwrap_or_default();
     let (stdout, stderr) = split_log(&data);
@@ -115,6 +117,41 @@ async fn wait(
         stderr,
         exit_code: exit.exit_code,
     })
+}
+
+/// Resolves once the session's shim has exited: it closes every attach
+/// connection only then, after writing `exit.json`, so reading one to EOF
+/// waits for the exit without polling. A shim that is already gone
+/// refuses the connection.
+async fn shim_gone(shim_dir: &Path) {
+    let sock = shim_dir.join(husk_shim::layout::ATTACH_SOCK);
+    let Ok(mut conn) = tokio::net::UnixStream::connect(&sock).await else {
+        return;
+    };
+    // Output frames come here too (they are in the log as well): drop them.
+    let mut buf = vec![0u8; 16 * 1024];
+    while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {}
+}
+
+/// The session's `exit.json`, written before its shim exited; a short wait
+/// covers the connect racing the shim's own exit.
+async fn exit_record(shim_dir: &Path, id: &str) -> Result<husk_shim::ExitRecord, CriError> {
+    for _ in 0..100 {
+        match husk_shim::client::read_exit(shim_dir) {
+            Ok(Some(e)) => return Ok(e),
+            Ok(None) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(e) => {
+                return Err(CriError::internal(
+                    format!("container {id}: exec: read exit.json"),
+                    e,
+                ));
+            }
+        }
+    }
+    Err(CriError::internal(
+        format!("container {id}: exec"),
+        std::io::Error::other("the session ended without recording an exit"),
+    ))
 }
 
 /// Split a CRI log (`<time> <stream> <F|P> <bytes>\n` lines) into stdout and stderr.

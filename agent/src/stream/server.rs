@@ -130,6 +130,11 @@ impl Server {
                 },
                 () = &mut shutdown => return,
             };
+            // Small frames (a stream's reply, the exit status, a FIN) must
+            // not wait for the peer's delayed ACK.
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "streaming server: TCP_NODELAY");
+            }
             let me = self.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
