@@ -75,12 +75,11 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         // The join (--kubeconfig, in PodArgs) also makes the kubelet API ask
         // its apiserver to review tokens and access, on --port (10250).
-        // With --bootstrap-kubeconfig this waits for the client certificate.
-        let cert_dir = a.api.cert_dir(&cfg_state);
-        let client = super::node::node_client(&a.pods, &cert_dir).await?;
         let api_addr = a.api.listen(a.pods.kubeconfig.is_some());
         if api_addr.is_some() {
-            a.api.check(client.is_some()).context("kubelet API")?;
+            a.api
+                .check(a.pods.kubeconfig.is_some())
+                .context("kubelet API")?;
         }
         let cri = Arc::new(Cri::new(cfg, store).context("open the CRI state")?);
         let (streams, stream_listener) = Server::bind(a.streaming_address)
@@ -92,6 +91,15 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(streams.serve(stream_listener, std::future::pending()));
         let listener = server::bind(&path)?;
         tracing::info!(socket = %path.display(), "serving CRI");
+        // With --bootstrap-kubeconfig this waits for the client certificate.
+        let cert_dir = a.api.cert_dir(&cfg_state);
+        let client = match super::node::node_client(&a.pods, &cert_dir).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("install the SIGTERM handler")?;
         // SIGTERM or SIGINT: stop serving and remove the socket. CRI
