@@ -113,6 +113,10 @@ pub fn client(
         .map_err(err("TLS client configuration"))?;
     if let Some(id) = &identity {
         tls.client_auth_cert_resolver = id.clone();
+        // A resumed TLS session keeps the certificate of the handshake it
+        // resumes: after a rotation the apiserver would still see the old
+        // one (Go's client, kubelet's, resumes nothing by default).
+        tls.resumption = rustls::client::Resumption::disabled();
     }
     let mut http = HttpConnector::new();
     http.enforce_http(false);
