@@ -42,9 +42,8 @@ fn served_cert(cp: &ControlPlane) -> Result<Vec<u8>, String> {
     let end = text[begin..]
         .find("-----END CERTIFICATE-----")
         .ok_or("no certificate end")?;
-    Ok(text[begin..begin + end + "-----END CERTIFICATE-----".len()]
-        .as_bytes()
-        .to_vec())
+    let end = begin + end + "-----END CERTIFICATE-----".len();
+    Ok(text.as_bytes()[begin..end].to_vec())
 }
 
 fn serial(pem: &[u8]) -> String {
