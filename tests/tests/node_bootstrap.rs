@@ -124,6 +124,27 @@ fn joins_with_a_bootstrap_token_and_runs_a_pod() {
     );
 
     run_pod(&cp, &node, "booted", "exec sleep 3600");
+
+    // Restarted with a valid kubeconfig: no new CSR, the same credentials.
+    let mut node = node;
+    node.stop();
+    let before =
+        cp.get_json(&["lease", NODE, "-n", "kube-node-lease"])["spec"]["renewTime"].clone();
+    node.spawn();
+    wait_get(
+        &cp,
+        &node,
+        &["lease", NODE, "-n", "kube-node-lease"],
+        "renewed after the restart",
+        |l| l["spec"]["renewTime"] != before,
+    );
+    let csrs = cp.get_json(&["csr"]);
+    assert_eq!(
+        csrs["items"].as_array().map(Vec::len),
+        Some(1),
+        "no second CSR: {csrs}"
+    );
+    assert_eq!(current_target(&cert_dir), target, "the same pair");
 }
 
 #[test]

@@ -57,7 +57,7 @@ impl ResolvesServerCert for ServingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let k = self.get();
         if k.is_none() {
-            tracing::info!("kubelet API: no serving certificate issued yet");
+            tracing::debug!("kubelet API: no serving certificate issued yet");
         }
         k
     }
