@@ -28,7 +28,10 @@ pub struct ApiArgs {
     /// The serving certificate's key in PEM.
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
-    /// Where the self-signed serving certificate is kept [default: <state>/pki].
+    /// The node's certificates: the client pairs from TLS bootstrap and
+    /// rotation (kubelet-client-*.pem), the cluster-issued serving pairs
+    /// (kubelet-server-*.pem), else the self-signed serving certificate
+    /// [default: <state>/pki].
     #[arg(long)]
     pub cert_dir: Option<PathBuf>,
     /// CA bundle that verifies client certificates (user = CN, groups = O).
