@@ -7,8 +7,10 @@
 //! authorizer and RBAC, NodeRestriction admission. There is no
 //! controller-manager: the harness creates what it would (the `default`
 //! ServiceAccount and the `kube-root-ca.crt` ConfigMap of a namespace, see
-//! [`ControlPlane::namespace`]) and signs CSRs on request
-//! ([`ControlPlane::sign_csr`]).
+//! [`ControlPlane::namespace`]) and approves and signs CSRs on request
+//! ([`ControlPlane::sign_csr`], [`ControlPlane::sign_pending`]); bootstrap
+//! tokens and kubeadm's TLS bootstrap RBAC come from
+//! [`ControlPlane::bootstrap_token`].
 //!
 //! A node agent under test runs in the same namespace ([`ControlPlane::enter`])
 //! so that the apiserver reaches its kubelet API at the node's InternalIP
@@ -22,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use crate::netns::TestNetns;
 
+mod bootstrap;
 mod pki;
+pub use bootstrap::BOOTSTRAP_GROUP;
 use pki::encode_base64;
 
 /// The apiserver's URL inside the namespace.
@@ -54,6 +58,9 @@ pub struct Config {
     pub tokens: Vec<StaticToken>,
     /// `--enable-bootstrap-token-auth`.
     pub bootstrap_token_auth: bool,
+    /// `--kubelet-certificate-authority` the cluster CA: the apiserver
+    /// verifies kubelets' serving certificates (cluster-issued ones).
+    pub verify_kubelets: bool,
 }
 
 impl Default for Config {
@@ -62,6 +69,7 @@ impl Default for Config {
             node: crate::pods::NODE.to_string(),
             tokens: Vec::new(),
             bootstrap_token_auth: false,
+            verify_kubelets: false,
         }
     }
 }
@@ -283,6 +291,9 @@ impl ControlPlane {
         }
         if self.config.bootstrap_token_auth {
             cmd.arg("--enable-bootstrap-token-auth");
+        }
+        if self.config.verify_kubelets {
+            cmd.arg(format!("--kubelet-certificate-authority={}", p("ca.crt")));
         }
         self.apiserver = Some(self.spawn_logged("apiserver", cmd));
         self.wait_ready();

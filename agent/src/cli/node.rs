@@ -59,6 +59,24 @@ pub struct PodArgs {
     /// it husklet runs standalone (static pods only).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// A kubeconfig with bootstrap credentials (a bootstrap token): when
+    /// --kubeconfig is missing or has no unexpired client certificate, a
+    /// client certificate is requested with it (a CSR to
+    /// kubernetes.io/kube-apiserver-client-kubelet), stored in --cert-dir,
+    /// and --kubeconfig is written to use it.
+    #[arg(long, requires = "kubeconfig")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// Rotate the client certificate: request a new one (new key) at
+    /// 70-90 % of its lifetime, stored in --cert-dir and used without a
+    /// restart.
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub rotate_certificates: bool,
+    /// Serve the kubelet API with a certificate the cluster issues (a CSR
+    /// to kubernetes.io/kubelet-serving for the node's name and address),
+    /// rotated like the client certificate; nothing is served until it is
+    /// issued.
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub rotate_server_certificates: bool,
     /// The node's InternalIP [default: the address of the default route's
     /// interface].
     #[arg(long)]
@@ -115,6 +133,59 @@ fn parse_taint(s: &str) -> Result<k8s_openapi::api::core::v1::Taint, String> {
     })
 }
 
+/// The node's apiserver client (`--kubeconfig`, TLS bootstrap with
+/// `--bootstrap-kubeconfig`), its client certificate rotation spawned with
+/// `--rotate-certificates`; `None` when standalone.
+pub async fn node_client(a: &PodArgs, cert_dir: &Path) -> anyhow::Result<Option<kube::Client>> {
+    let Some(kubeconfig) = &a.kubeconfig else {
+        return Ok(None);
+    };
+    let settings = husklet::node::certs::bootstrap::Settings {
+        node: node_name(a),
+        kubeconfig: kubeconfig.clone(),
+        bootstrap_kubeconfig: a.bootstrap_kubeconfig.clone(),
+        cert_dir: std::path::absolute(cert_dir)?,
+        rotate: a.rotate_certificates,
+    };
+    let nc = husklet::node::certs::bootstrap::node_client(&settings)
+        .await
+        .with_context(|| format!("the node's credentials ({})", kubeconfig.display()))?;
+    let client = nc.client.clone();
+    tokio::spawn(nc.rotate());
+    Ok(Some(client))
+}
+
+/// With `--rotate-server-certificates`: the kubelet API's certificate, to be
+/// issued by the cluster for the node's name and address (requested and
+/// rotated in the background with `client`).
+pub fn serving_cert(
+    a: &PodArgs,
+    client: Option<&kube::Client>,
+    cert_dir: &Path,
+) -> anyhow::Result<Option<Arc<husklet::node::certs::serving::ServingCert>>> {
+    let Some(client) = client.filter(|_| a.rotate_server_certificates) else {
+        return Ok(None);
+    };
+    let ip = match a.node_ip {
+        Some(ip) => ip,
+        None => husklet::node::info::detect_node_ip()
+            .context("no address for the serving certificate: pass --node-ip")?,
+    };
+    let cert = Arc::new(husklet::node::certs::serving::ServingCert::default());
+    let settings = husklet::node::certs::serving::Settings {
+        node: node_name(a),
+        dns_names: vec![node_name(a)],
+        ips: vec![ip],
+        dir: std::path::absolute(cert_dir)?,
+    };
+    tokio::spawn(husklet::node::certs::serving::run(
+        client.clone(),
+        settings,
+        cert.clone(),
+    ));
+    Ok(Some(cert))
+}
+
 /// The node's name: --hostname-override, else the hostname.
 pub fn node_name(a: &PodArgs) -> String {
     a.hostname_override.clone().unwrap_or_else(|| {
@@ -134,11 +205,14 @@ fn memory_capacity() -> i64 {
 
 /// Start the pod layer; the returned manager's `shutdown` terminates its pods.
 /// Pod volumes and files go under `<root>/pods/<uid>/`.
+/// `client` is the node's apiserver client when it joins a control plane
+/// (`--kubeconfig`).
 pub async fn start(
     a: &PodArgs,
     root: &Path,
     state: &Path,
     own: Arc<Cri>,
+    client: Option<kube::Client>,
 ) -> anyhow::Result<Arc<PodManager>> {
     let (rt, images): (Arc<dyn RuntimeService>, Arc<dyn ImageService>) =
         match &a.container_runtime_endpoint {
@@ -218,7 +292,7 @@ pub async fn start(
     if let Some(dir) = a.pod_manifest_path.clone() {
         tokio::spawn(watch_static_dir(dir, node.clone(), reports, mgr.clone()));
     }
-    if let (Some(kubeconfig), Some(node_ip)) = (&a.kubeconfig, node_ip) {
+    if let (Some(kubeconfig), Some(node_ip), Some(client)) = (&a.kubeconfig, node_ip, client) {
         let cfg = husklet::node::NodeConfig {
             name: node,
             kubeconfig: kubeconfig.clone(),
@@ -230,7 +304,7 @@ pub async fn start(
             runtime_version,
             root: root.to_path_buf(),
         };
-        husklet::node::join(cfg, mgr.clone(), api_objects)
+        husklet::node::join(cfg, client, mgr.clone(), api_objects)
             .await
             .with_context(|| format!("join the control plane of {}", kubeconfig.display()))?;
     }

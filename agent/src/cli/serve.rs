@@ -41,16 +41,6 @@ pub struct ServeArgs {
     pub api: husklet::node::api::args::ApiArgs,
 }
 
-/// An apiserver client from a kubeconfig file.
-async fn kube_client(path: &std::path::Path) -> anyhow::Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(path)
-        .with_context(|| format!("read kubeconfig {}", path.display()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("kubeconfig {}", path.display()))?;
-    kube::Client::try_from(cfg).with_context(|| format!("client for {}", path.display()))
-}
-
 /// `name` next to the running husklet, else the bare name (looked up on PATH).
 fn sibling(name: &str) -> PathBuf {
     std::env::current_exe()
@@ -85,13 +75,11 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         // The join (--kubeconfig, in PodArgs) also makes the kubelet API ask
         // its apiserver to review tokens and access, on --port (10250).
-        let client = match &a.pods.kubeconfig {
-            Some(p) => Some(kube_client(p).await?),
-            None => None,
-        };
         let api_addr = a.api.listen(a.pods.kubeconfig.is_some());
         if api_addr.is_some() {
-            a.api.check(client.is_some()).context("kubelet API")?;
+            a.api
+                .check(a.pods.kubeconfig.is_some())
+                .context("kubelet API")?;
         }
         let cri = Arc::new(Cri::new(cfg, store).context("open the CRI state")?);
         let (streams, stream_listener) = Server::bind(a.streaming_address)
@@ -103,6 +91,15 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(streams.serve(stream_listener, std::future::pending()));
         let listener = server::bind(&path)?;
         tracing::info!(socket = %path.display(), "serving CRI");
+        // With --bootstrap-kubeconfig this waits for the client certificate.
+        let cert_dir = a.api.cert_dir(&cfg_state);
+        let client = match super::node::node_client(&a.pods, &cert_dir).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("install the SIGTERM handler")?;
         // SIGTERM or SIGINT: stop serving and remove the socket. CRI
@@ -119,14 +116,18 @@ pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let pods = if a.pods.pod_manifest_path.is_some() || a.pods.kubeconfig.is_some() {
-            Some(super::node::start(&a.pods, &g.root, &cfg_state, cri.clone()).await?)
+            Some(
+                super::node::start(&a.pods, &g.root, &cfg_state, cri.clone(), client.clone())
+                    .await?,
+            )
         } else {
             None
         };
         let _api = match api_addr {
             Some(addr) => {
                 let node = super::node::node_name(&a.pods);
-                let cfg = a.api.config(addr, &node, &cfg_state)?;
+                let cluster_cert = super::node::serving_cert(&a.pods, client.as_ref(), &cert_dir)?;
+                let cfg = a.api.config(addr, &node, &cfg_state, cluster_cert)?;
                 let runtime: Arc<dyn husklet::cri::RuntimeService> = match &pods {
                     Some(p) => p.runtime(),
                     None => cri.clone(),

@@ -19,6 +19,9 @@ pub enum NodeError {
         #[source]
         source: kube::Error,
     },
+    /// The node's certificates (TLS bootstrap, rotation).
+    #[error("node certificates")]
+    Certs(#[from] super::certs::CertError),
     /// An apiserver call failed.
     #[error("{what}")]
     Api {

@@ -5,11 +5,13 @@
 //! the mirror pods of the node's static pods ([`mirror`]).
 //!
 //! Everything speaks to the apiserver through [`kube`] with the node's own
-//! credentials ([`client`]), so the Node authorizer and NodeRestriction
+//! credentials ([`client`], or from TLS bootstrap and kept fresh by
+//! rotation: [`certs`]), so the Node authorizer and NodeRestriction
 //! admission see a kubelet.
 
 pub mod admission;
 pub mod api;
+pub mod certs;
 pub mod client;
 pub mod error;
 pub mod events;
@@ -69,15 +71,17 @@ impl Joined {
     }
 }
 
-/// Register the node and start its Lease, status and pod loops. The pods
-/// run on `mgr`; their ConfigMaps and Secrets are fetched into `objects`
-/// (which `mgr`'s host reads).
+/// Register the node and start its Lease, status and pod loops, talking
+/// to the apiserver with `client` (the node's credentials, see
+/// [`certs::bootstrap::node_client`]). The pods run on `mgr`; their
+/// ConfigMaps and Secrets are fetched into `objects` (which `mgr`'s host
+/// reads).
 pub async fn join(
     cfg: NodeConfig,
+    client: kube::Client,
     mgr: Arc<PodManager>,
     objects: objects::ApiObjects,
 ) -> Result<Joined, NodeError> {
-    let client = client::from_kubeconfig(&cfg.kubeconfig).await?;
     let node = register::register(&client, &cfg).await?;
     let cfg = Arc::new(cfg);
     tokio::spawn(lease::run(client.clone(), cfg.name.clone(), node.clone()));

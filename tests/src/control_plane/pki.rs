@@ -5,6 +5,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{ControlPlane, Credentials, SERVER};
 
@@ -81,6 +82,10 @@ impl ControlPlane {
     }
 
     pub(super) fn make_pki(&self) {
+        std::fs::write(self.pki().join("ca.cnf"), CA_CNF).expect("write ca.cnf");
+        std::fs::write(self.pki().join("index.txt"), "").expect("write index.txt");
+        std::fs::write(self.pki().join("ca.serial"), "1000\n").expect("write ca.serial");
+        std::fs::create_dir_all(self.pki().join("issued")).expect("issued dir");
         self.new_key("ca");
         self.openssl(&[
             "req",
@@ -185,18 +190,57 @@ impl ControlPlane {
             .unwrap_or_else(|e| panic!("write kubeconfig {}: {e}", path.display()));
     }
 
-    /// Approve and sign CertificateSigningRequest `name` as the
-    /// controller-manager's approver and signer would (CA-signed, client
-    /// auth, `days` valid, the CSR's subject kept); the signed certificate
-    /// is written to its status.
-    pub fn sign_csr(&self, name: &str, days: u32) {
+    /// Approve and sign CertificateSigningRequest `name` as
+    /// kube-controller-manager's approver and signer would, the
+    /// certificate valid for `valid` from one second ago; returns the PEM.
+    pub fn sign_csr(&self, name: &str, valid: Duration) -> Vec<u8> {
         self.kubectl_ok(&["certificate", "approve", name]);
+        self.issue(name, valid)
+    }
+
+    /// Sign the already approved CSR `name` as the signers of its
+    /// `signerName` do: the CSR's subject (and subject alternative names)
+    /// kept, key usage and extended key usage from `spec.usages`, signed by
+    /// the cluster CA (`openssl ca`, so that the validity can be seconds);
+    /// the certificate is written to the CSR's status, as a signer writes it.
+    pub fn issue(&self, name: &str, valid: Duration) -> Vec<u8> {
         let csr = self.get_json(&["csr", name]);
         let request = csr["spec"]["request"].as_str().expect("CSR spec.request");
-        let pem = decode_base64(request);
         let base = format!("csr-{name}");
-        std::fs::write(self.pki().join(format!("{base}.csr")), pem).expect("write CSR");
-        self.sign(&base, CLIENT_EXT, days);
+        std::fs::write(
+            self.pki().join(format!("{base}.csr")),
+            decode_base64(request),
+        )
+        .expect("write CSR");
+        let usages: Vec<&str> = csr["spec"]["usages"]
+            .as_array()
+            .map(|u| u.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        std::fs::write(self.pki().join(format!("{base}.ext")), usage_ext(&usages))
+            .expect("write extfile");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let (start, end) = (utc_time(now - 1), utc_time(now + valid.as_secs()));
+        self.openssl(&[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-notext",
+            "-preserveDN",
+            "-in",
+            &format!("{base}.csr"),
+            "-out",
+            &format!("{base}.crt"),
+            "-startdate",
+            &start,
+            "-enddate",
+            &end,
+            "-extfile",
+            &format!("{base}.ext"),
+        ]);
         let crt = std::fs::read(self.pki().join(format!("{base}.crt"))).expect("read cert");
         let status = serde_json::json!({"status": {
             "conditions": csr["status"]["conditions"],
@@ -218,8 +262,96 @@ impl ControlPlane {
             "write CSR {name} status: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        crt
+    }
+
+    /// Deny CSR `name` (`kubectl certificate deny`).
+    pub fn deny_csr(&self, name: &str) {
+        self.kubectl_ok(&["certificate", "deny", name]);
+    }
+
+    /// The CSRs of `signer` that are neither approved nor denied yet.
+    pub fn pending_csrs(&self, signer: &str) -> Vec<serde_json::Value> {
+        let list = self.get_json(&["csr"]);
+        list["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|c| c["spec"]["signerName"] == signer)
+                    .filter(|c| {
+                        c["status"]["conditions"]
+                            .as_array()
+                            .is_none_or(|v| v.is_empty())
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Approve and sign every pending CSR of `signer` (see [`Self::sign_csr`]);
+    /// returns their names.
+    pub fn sign_pending(&self, signer: &str, valid: Duration) -> Vec<String> {
+        let mut names = Vec::new();
+        for c in self.pending_csrs(signer) {
+            let name = c["metadata"]["name"]
+                .as_str()
+                .expect("CSR name")
+                .to_string();
+            self.sign_csr(&name, valid);
+            names.push(name);
+        }
+        names
     }
 }
+
+/// openssl extension lines for a certificate with the CSR `usages`
+/// (certificates.k8s.io key usage names), as the signers map them.
+fn usage_ext(usages: &[&str]) -> String {
+    let ku: Vec<&str> = usages
+        .iter()
+        .filter_map(|u| match *u {
+            "digital signature" => Some("digitalSignature"),
+            "key encipherment" => Some("keyEncipherment"),
+            _ => None,
+        })
+        .collect();
+    let eku: Vec<&str> = usages
+        .iter()
+        .filter_map(|u| match *u {
+            "client auth" => Some("clientAuth"),
+            "server auth" => Some("serverAuth"),
+            _ => None,
+        })
+        .collect();
+    let mut ext = String::from("basicConstraints=critical,CA:FALSE\n");
+    if !ku.is_empty() {
+        ext.push_str(&format!("keyUsage=critical,{}\n", ku.join(",")));
+    }
+    if !eku.is_empty() {
+        ext.push_str(&format!("extendedKeyUsage={}\n", eku.join(",")));
+    }
+    ext
+}
+
+/// `secs` since the epoch as an ASN.1 UTCTime (`YYMMDDHHMMSSZ`, openssl ca).
+fn utc_time(secs: u64) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%y%m%d%H%M%SZ"])
+        .output()
+        .expect("run date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The `openssl ca` configuration of the test CA: any subject, kept as the
+/// CSR has it; the CSR's extensions (subject alternative names) copied
+/// unless the extfile sets them.
+const CA_CNF: &str = "[ca]\ndefault_ca = test_ca\n\n[test_ca]\ndir = .\n\
+    database = index.txt\nnew_certs_dir = issued\nserial = ca.serial\n\
+    certificate = ca.crt\nprivate_key = ca.key\ndefault_md = sha256\n\
+    policy = any\nunique_subject = no\ncopy_extensions = copy\nemail_in_dn = no\n\n\
+    [any]\ncommonName = optional\norganizationName = optional\n";
 
 /// openssl extfile lines of a client certificate.
 const CLIENT_EXT: &str = "extendedKeyUsage=clientAuth\n\

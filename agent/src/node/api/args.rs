@@ -28,7 +28,10 @@ pub struct ApiArgs {
     /// The serving certificate's key in PEM.
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
-    /// Where the self-signed serving certificate is kept [default: <state>/pki].
+    /// The node's certificates: the client pairs from TLS bootstrap and
+    /// rotation (kubelet-client-*.pem), the cluster-issued serving pairs
+    /// (kubelet-server-*.pem), else the self-signed serving certificate
+    /// [default: <state>/pki].
     #[arg(long)]
     pub cert_dir: Option<PathBuf>,
     /// CA bundle that verifies client certificates (user = CN, groups = O).
@@ -76,25 +79,41 @@ impl ApiArgs {
         .map(|_| ())
     }
 
-    /// The API's configuration; a self-signed serving certificate is made
-    /// (or reused) when no certificate files are given.
-    pub fn config(&self, addr: SocketAddr, node: &str, state: &Path) -> Result<Config, ApiError> {
-        let (cert, key) = match (&self.tls_cert_file, &self.tls_private_key_file) {
-            (Some(c), Some(k)) => (c.clone(), k.clone()),
+    /// The cert dir (`--cert-dir`, default `<state>/pki`).
+    pub fn cert_dir(&self, state: &Path) -> PathBuf {
+        self.cert_dir.clone().unwrap_or_else(|| state.join("pki"))
+    }
+
+    /// The API's configuration. The serving certificate is `cluster`'s
+    /// (`--rotate-server-certificates`) when given, else the certificate
+    /// files, else a self-signed one made (or reused) in the cert dir.
+    pub fn config(
+        &self,
+        addr: SocketAddr,
+        node: &str,
+        state: &Path,
+        cluster: Option<std::sync::Arc<crate::node::certs::serving::ServingCert>>,
+    ) -> Result<Config, ApiError> {
+        let serving = match (cluster, &self.tls_cert_file, &self.tls_private_key_file) {
+            (Some(c), _, _) => tls::Serving::Cluster(c),
+            (None, Some(c), Some(k)) => tls::Serving::Files {
+                cert: c.clone(),
+                key: k.clone(),
+            },
             _ => {
-                let dir = self.cert_dir.clone().unwrap_or_else(|| state.join("pki"));
+                let dir = self.cert_dir(state);
                 let mut ips = host_ips();
                 if !addr.ip().is_unspecified() && !ips.contains(&addr.ip()) {
                     ips.push(addr.ip());
                 }
-                tls::self_signed(&dir, node, &ips)?
+                let (cert, key) = tls::self_signed(&dir, node, &ips)?;
+                tls::Serving::Files { cert, key }
             }
         };
         Ok(Config {
             node_name: node.to_string(),
             addr,
-            cert,
-            key,
+            serving,
             client_ca: self.client_ca_file.clone(),
             anonymous: self.anonymous_auth,
             token_webhook: self.authentication_token_webhook,
@@ -105,7 +124,7 @@ impl ApiArgs {
 
 /// The host's addresses (every interface's, loopback included), for the
 /// self-signed certificate's IP SANs.
-fn host_ips() -> Vec<IpAddr> {
+pub fn host_ips() -> Vec<IpAddr> {
     let mut ips: Vec<IpAddr> = Vec::new();
     if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
         for a in addrs {

@@ -52,9 +52,8 @@ pub struct Config {
     /// The node's name: the `nodes/<name>` that requests are authorized on.
     pub node_name: String,
     pub addr: SocketAddr,
-    /// The serving certificate chain and key (PEM).
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    /// The serving certificate.
+    pub serving: tls::Serving,
     /// CA bundle for client certificates.
     pub client_ca: Option<PathBuf>,
     pub anonymous: bool,
@@ -122,7 +121,7 @@ pub async fn start(cfg: Config, deps: Deps) -> Result<Running, ApiError> {
         cfg.anonymous,
         cfg.authorization,
     )?;
-    let tls = tls::server_config(&cfg.cert, &cfg.key, cfg.client_ca.as_deref())?;
+    let tls = tls::server_config(&cfg.serving, cfg.client_ca.as_deref())?;
     let listener = TcpListener::bind(cfg.addr)
         .await
         .map_err(|source| ApiError::Listen {

@@ -1,5 +1,7 @@
-//! TLS for the kubelet API: the serving certificate (the operator's
-//! `--tls-cert-file`/`--tls-private-key-file`, else a self-signed one kept
+//! TLS for the kubelet API: the serving certificate (issued by the cluster
+//! and rotated with `--rotate-server-certificates`, see
+//! [`crate::node::certs::serving`]; else the operator's
+//! `--tls-cert-file`/`--tls-private-key-file`; else a self-signed one kept
 //! in the cert dir and reused, as kubelet does without a serving
 //! certificate), and client certificates verified against
 //! `--client-ca-file` when one is presented (a client without one may still
@@ -35,6 +37,16 @@ pub enum TlsError {
     },
     #[error("client CA {path}: {what}")]
     ClientCa { path: PathBuf, what: String },
+}
+
+/// Where the serving certificate comes from.
+#[derive(Clone, Debug)]
+pub enum Serving {
+    /// A chain and key in PEM files, loaded once.
+    Files { cert: PathBuf, key: PathBuf },
+    /// Issued by the cluster and swapped on rotation: every handshake
+    /// asks for the current one (none yet: the handshake fails).
+    Cluster(Arc<crate::node::certs::serving::ServingCert>),
 }
 
 /// The file names kubelet uses in its cert dir for a self-signed pair.
@@ -139,8 +151,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// The server's TLS configuration: its certificate, and the client CA
 /// (client certificates optional; one that is presented must verify).
 pub fn server_config(
-    cert: &Path,
-    key: &Path,
+    serving: &Serving,
     client_ca: Option<&Path>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -173,12 +184,17 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let mut cfg = builder
-        .with_single_cert(load_certs(cert)?, load_key(key)?)
-        .map_err(|source| TlsError::Rustls {
-            what: format!("serving certificate {}", cert.display()),
-            source,
-        })?;
+    let mut cfg = match serving {
+        Serving::Files { cert, key } => builder
+            .with_single_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|source| TlsError::Rustls {
+                what: format!("serving certificate {}", cert.display()),
+                source,
+            })?,
+        Serving::Cluster(current) => {
+            builder.with_cert_resolver(crate::node::certs::serving::resolver(current.clone()))
+        }
+    };
     // HTTP/1.1 only: the streaming endpoints need HTTP upgrades.
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
@@ -216,7 +232,14 @@ mod tests {
             first,
             "reused, not regenerated"
         );
-        server_config(&c, &k, None).expect("usable by rustls");
+        server_config(
+            &Serving::Files {
+                cert: c.clone(),
+                key: k,
+            },
+            None,
+        )
+        .expect("usable by rustls");
         let der = load_certs(&c).expect("pem").remove(0);
         let (_, x) = x509_parser::parse_x509_certificate(der.as_ref()).expect("x509");
         let san = x
