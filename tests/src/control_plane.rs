@@ -133,7 +133,10 @@ pub struct ControlPlane {
     /// PKI, kubeconfigs, etcd data, logs.
     pub dir: tempfile::TempDir,
     config: Config,
-    netns: TestNetns,
+    /// The namespace when the control plane made it (deleted on drop).
+    own_netns: Option<TestNetns>,
+    netns_path: PathBuf,
+    netns_name: String,
     etcd: Option<Child>,
     apiserver: Option<Child>,
 }
@@ -147,23 +150,51 @@ impl ControlPlane {
     /// Make the PKI, start etcd and the apiserver in a fresh namespace, wait
     /// until `/readyz` answers, prepare the `default` namespace.
     pub fn start_with(config: Config) -> ControlPlane {
+        let netns = TestNetns::new();
+        let (path, name) = (netns.path(), netns.name().to_string());
+        ControlPlane::start_in(config, Some(netns), path, name)
+    }
+
+    /// Start in an existing network namespace (`/run/netns/<name>`, e.g. a
+    /// [`crate::containerd::Containerd`]'s, so that the node agent, the
+    /// runtime's streaming server and the pods share one namespace as on a
+    /// host); the namespace stays its owner's.
+    pub fn start_in_netns(config: Config, name: &str) -> ControlPlane {
+        let path = Path::new("/run/netns").join(name);
+        ControlPlane::start_in(config, None, path, name.to_string())
+    }
+
+    fn start_in(
+        config: Config,
+        own_netns: Option<TestNetns>,
+        netns_path: PathBuf,
+        netns_name: String,
+    ) -> ControlPlane {
         crate::become_subreaper();
         let dir = tempfile::Builder::new()
             .prefix("husk-test-cp-")
             .tempdir()
             .expect("tempdir");
-        let netns = TestNetns::new();
-        netns.exec_ok(
-            "ip",
-            &["addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"],
-        );
         let mut cp = ControlPlane {
             dir,
             config,
-            netns,
+            own_netns,
+            netns_path,
+            netns_name,
             etcd: None,
             apiserver: None,
         };
+        let out = cp
+            .command("ip")
+            .args(["addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"])
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip addr add {NODE_IP} in netns {}: {}",
+            cp.netns_name,
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::create_dir_all(cp.pki()).expect("pki dir");
         cp.make_pki();
         cp.start_etcd();
@@ -202,11 +233,11 @@ impl ControlPlane {
     }
     /// The network namespace everything runs in.
     pub fn netns_path(&self) -> PathBuf {
-        self.netns.path()
+        self.netns_path.clone()
     }
     /// The network namespace's name.
     pub fn netns_name(&self) -> &str {
-        self.netns.name()
+        &self.netns_name
     }
     /// kube-apiserver's log so far.
     pub fn apiserver_log(&self) -> String {
@@ -502,5 +533,7 @@ impl Drop for ControlPlane {
         if let Some(c) = self.etcd.take() {
             stop_child(c, "etcd");
         }
+        // Only now: the processes above ran in it.
+        self.own_netns.take();
     }
 }

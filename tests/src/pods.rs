@@ -57,6 +57,40 @@ impl PodNode {
         PodNode::setup(None, Some((cp.netns_path(), args)))
     }
 
+    /// [`PodNode::join`] with the pods on containerd `c` (busybox imported);
+    /// `cp` must run in `c`'s network namespace
+    /// ([`crate::control_plane::ControlPlane::start_in_netns`]), where
+    /// husklet runs too, as kubelet and containerd share a host's.
+    pub fn join_containerd(
+        cp: &crate::control_plane::ControlPlane,
+        c: Containerd,
+        extra: &[&str],
+    ) -> PodNode {
+        assert_eq!(cp.node(), NODE, "the node's credentials name {NODE}");
+        assert_eq!(
+            cp.netns_path(),
+            c.netns_path(),
+            "the control plane runs in containerd's netns"
+        );
+        crate::private_mount_ns();
+        crate::become_subreaper();
+        let layout = crate::bins::test_image("busybox");
+        c.import(&layout.with_extension("docker.tar"));
+        let mut args: Vec<String> = vec![
+            "--kubeconfig".into(),
+            cp.node_kubeconfig().display().to_string(),
+            "--node-ip".into(),
+            crate::control_plane::NODE_IP.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        PodNode::setup(Some(c), Some((cp.netns_path(), args)))
+    }
+
+    /// The pid of the running husklet.
+    pub fn husklet_pid(&self) -> Option<u32> {
+        self.husklet.as_ref().map(Child::id)
+    }
+
     /// [`PodNode::start`] with more `husklet serve` flags (`extra`).
     pub fn start_with(extra: &[&str]) -> PodNode {
         crate::private_mount_ns();

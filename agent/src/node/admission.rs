@@ -219,13 +219,11 @@ pub fn admit(pod: &Pod, running: &[&Pod], node: &NodeFit) -> Result<(), Rejectio
         .filter(|t| t.effect == "NoExecute")
         .find(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
     {
+        // kubelet's PredicateFailureError message names no taint.
+        tracing::debug!(taint = %t.key, effect = %t.effect, "pod does not tolerate a taint");
         return Err(Rejection {
             reason: "TaintToleration".into(),
-            message: format!(
-                "Predicate TaintToleration failed: node had untolerated taint {{{}: {}}}",
-                t.key,
-                t.value.as_deref().unwrap_or("")
-            ),
+            message: "Predicate TaintToleration failed".into(),
         });
     }
     Ok(())

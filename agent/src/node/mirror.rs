@@ -3,8 +3,9 @@
 //! by the Node, as NodeRestriction requires of pods a node creates), with
 //! the static pod's status; a mirror whose static pod is gone or changed is
 //! deleted (and re-created for the new one), as kubelet's pod manager does.
+//! The static pods' events are posted here too.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 
 use super::error::status_code;
+use super::events::EventSink;
 use super::pods::MIRROR_ANNOTATION;
 use super::register::NodeRef;
 use super::{NodeConfig, lease, status};
@@ -63,8 +65,11 @@ pub async fn run(client: kube::Client, cfg: Arc<NodeConfig>, node: NodeRef, mgr:
     let mut written: HashMap<String, PodStatus> = HashMap::new();
     let all: Api<Pod> = Api::all(client.clone());
     let selector = format!("spec.nodeName={}", cfg.name);
+    // The static pods' event sinks, by static pod UID.
+    let mut sinks: HashMap<String, EventSink> = HashMap::new();
     loop {
         tokio::time::sleep(RESYNC).await;
+        post_events(&client, &cfg.name, &mgr, &mut sinks).await;
         let listed = match all.list(&ListParams::default().fields(&selector)).await {
             Ok(l) => l.items,
             Err(e) => {
@@ -129,6 +134,31 @@ pub async fn run(client: kube::Client, cfg: Arc<NodeConfig>, node: NodeRef, mgr:
             written.remove(&m.metadata.uid.clone().unwrap_or_default());
         }
     }
+}
+
+/// Post the static pods' events as kubelet records them: against the
+/// static pod itself (the mirror's name and namespace, the config hash as
+/// UID), which is where `kubectl describe` looks for a mirror pod's events.
+async fn post_events(
+    client: &kube::Client,
+    node: &str,
+    mgr: &PodManager,
+    sinks: &mut HashMap<String, EventSink>,
+) {
+    let mut seen = HashSet::new();
+    for report in mgr.reports() {
+        let pod = &report.pod;
+        if !is_static(pod) {
+            continue;
+        }
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let sink = sinks
+            .entry(uid.clone())
+            .or_insert_with(|| EventSink::new(client.clone(), node, pod));
+        sink.sync(&report.events).await;
+        seen.insert(uid);
+    }
+    sinks.retain(|uid, _| seen.contains(uid));
 }
 
 async fn delete(api: &Api<Pod>, m: &Pod) {

@@ -4,7 +4,8 @@
 //! - `/healthz`; `/pods` (the node's pods as a `PodList`);
 //! - `/containerLogs/{ns}/{pod}/{container}` ([`logs`]);
 //! - `/exec`, `/attach` and `/portForward` ([`streaming`]): the SPDY or
-//!   WebSocket upgrade served here by the streaming protocol handlers;
+//!   WebSocket upgrade served here by the streaming protocol handlers, or
+//!   proxied to another CRI runtime's streaming server ([`proxy`]);
 //! - `/stats/summary`, `/metrics`, `/metrics/resource` ([`stats`]).
 //!
 //! Every request is authenticated and authorized first ([`auth`]), over
@@ -13,6 +14,7 @@
 pub mod args;
 pub mod auth;
 pub mod logs;
+pub mod proxy;
 pub mod stats;
 pub mod streaming;
 pub mod tls;

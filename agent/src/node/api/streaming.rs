@@ -4,7 +4,8 @@
 //! `Exec`/`Attach`/`PortForward` call issues a streaming URL as for any
 //! CRI client, and when that URL is husklet's own streaming server the
 //! upgrade is served right here by its protocol handlers (SPDY or
-//! WebSocket, exec through a husk-shim session), with no second hop.
+//! WebSocket, exec through a husk-shim session), with no second hop; another
+//! runtime's URL is proxied ([`super::proxy`]).
 
 use http::StatusCode;
 use hyper::body::Incoming;
@@ -130,7 +131,7 @@ pub async fn command(
         .map(|r| r.url)
     };
     match url {
-        Ok(url) => redeem(api, req, &url),
+        Ok(url) => redeem(api, req, &url).await,
         Err(e) => text(cri_status(&e), &crate::cri::error::chain(&e)),
     }
 }
@@ -170,25 +171,25 @@ pub async fn port_forward(
         })
         .await
     {
-        Ok(r) => redeem(api, req, &r.url),
+        Ok(r) => redeem(api, req, &r.url).await,
         Err(e) => text(cri_status(&e), &crate::cri::error::chain(&e)),
     }
 }
 
-/// Serve a streaming URL issued by husklet's own streaming server in
-/// place: the request (with its pending upgrade) goes to the server's
-/// handler under the URL's path.
-fn redeem(api: &NodeApi, mut req: Request<Incoming>, url: &str) -> Response<Body> {
-    let Some(streams) = api.deps.streams.as_ref() else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "no streaming server");
-    };
-    let Some(rest) = url.strip_prefix(streams.base_url()) else {
+/// Serve a streaming URL: one issued by husklet's own streaming server in
+/// place (the request, with its pending upgrade, goes to the server's
+/// handler under the URL's path); another runtime's through the upgrade
+/// proxy ([`super::proxy`]), as kubelet does.
+async fn redeem(api: &NodeApi, mut req: Request<Incoming>, url: &str) -> Response<Body> {
+    let own = api
+        .deps
+        .streams
+        .as_ref()
+        .and_then(|s| url.strip_prefix(s.base_url()).map(|rest| (s, rest)));
+    let Some((streams, rest)) = own else {
         // Another runtime's streaming server (--container-runtime-endpoint).
-        tracing::warn!(%url, "kubelet API: the runtime's streaming URL is not husklet's");
-        return text(
-            StatusCode::NOT_IMPLEMENTED,
-            "streaming through another runtime's streaming server is not supported",
-        );
+        tracing::debug!(%url, "kubelet API: proxying to the runtime's streaming server");
+        return super::proxy::upgrade(req, url).await;
     };
     let mut path = rest.to_string();
     if let Some(q) = req.uri().query() {
