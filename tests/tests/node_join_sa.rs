@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use husk_tests::control_plane::ControlPlane;
-use husk_tests::pods::{NODE, PodNode};
+use husk_tests::pods::{NODE, PodNode, has_event};
 use husk_tests::require_control_plane;
 use serde_json::Value;
 
@@ -310,6 +310,20 @@ fn a_failed_token_request_is_failed_mount_until_it_works() {
         r["status"]["user"]["username"], "system:serviceaccount:default:robot",
         "{r}"
     );
+
+    // A static pod has no pod object to bind a token to: a clear FailedMount.
+    node.add(
+        "static.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: static, namespace: default}\n\
+         spec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    \
+         image: busybox:latest\n    imagePullPolicy: Never\n    command: [sleep, '3600']\n    \
+         volumeMounts: [{name: t, mountPath: /t}]\n  volumes:\n  - name: t\n    projected:\n      \
+         sources: [{serviceAccountToken: {path: token}}]\n",
+    );
+    let p = node.wait_pod("static", T, "FailedMount", |p| {
+        has_event(p, "FailedMount", "static pods cannot use them")
+    });
+    assert_ne!(p["status"]["phase"], "Running", "{p}");
 }
 
 fn quantity_bytes(q: &str) -> i64 {
