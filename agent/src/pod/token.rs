@@ -17,6 +17,12 @@ use k8s_openapi::api::core::v1::{Pod, ServiceAccountTokenProjection};
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The most a refresh is brought forward (`maxJitter`).
 pub const MAX_JITTER: Duration = Duration::from_secs(10);
+/// The first wait after a failed TokenRequest, doubled on each failure up
+/// to [`MAX_RETRY_DELAY`] (kubelet's volume operation backoff), so a pod
+/// whose token cannot be had does not ask on every sync.
+pub const INITIAL_RETRY_DELAY: Duration = Duration::from_millis(500);
+/// The longest wait between failed TokenRequests (`2m2s`).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(122);
 /// `expirationSeconds` when a projection does not say (the API default).
 pub const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
 
@@ -112,6 +118,14 @@ pub struct TokenManager {
     source: Option<Arc<dyn TokenSource>>,
     clock: Clock,
     cache: Mutex<HashMap<TokenKey, Token>>,
+    failures: Mutex<HashMap<TokenKey, Failure>>,
+}
+
+/// The last failed request for a key: no new one before `retry_at`.
+struct Failure {
+    retry_at: SystemTime,
+    delay: Duration,
+    error: String,
 }
 
 impl TokenManager {
@@ -126,6 +140,7 @@ impl TokenManager {
             source,
             clock,
             cache: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -134,8 +149,13 @@ impl TokenManager {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<TokenKey, Failure>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The token for `key`: the cached one unless it needs refreshing;
     /// if the refresh fails, the cached one while it has not expired.
+    /// After a failure the next request waits out a doubling delay.
     pub async fn get(&self, key: &TokenKey) -> Result<String, TokenError> {
         let now = (self.clock)();
         let cached = self.cache().get(key).cloned();
@@ -145,8 +165,31 @@ impl TokenManager {
             }
         }
         let source = self.source.as_ref().ok_or(TokenError::NoControlPlane)?;
-        match source.request(key).await {
+        let backing_off = self
+            .failures()
+            .get(key)
+            .filter(|f| now < f.retry_at)
+            .map(|f| f.error.clone());
+        let answer = match backing_off {
+            Some(e) => Err(e),
+            None => source.request(key).await.inspect_err(|e| {
+                let mut failures = self.failures();
+                let delay = failures
+                    .get(key)
+                    .map_or(INITIAL_RETRY_DELAY, |f| (f.delay * 2).min(MAX_RETRY_DELAY));
+                failures.insert(
+                    key.clone(),
+                    Failure {
+                        retry_at: now + delay,
+                        delay,
+                        error: e.clone(),
+                    },
+                );
+            }),
+        };
+        match answer {
             Ok(t) => {
+                self.failures().remove(key);
                 let token = t.token.clone();
                 self.cache().insert(key.clone(), t);
                 Ok(token)
@@ -202,6 +245,7 @@ impl TokenManager {
     /// Forget the tokens of the pod with UID `uid` (it is gone).
     pub fn forget(&self, uid: &str) {
         self.cache().retain(|k, _| k.pod_uid != uid);
+        self.failures().retain(|k, _| k.pod_uid != uid);
     }
 }
 

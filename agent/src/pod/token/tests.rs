@@ -114,10 +114,26 @@ async fn cached_until_due_then_refreshed_and_served_while_valid_on_failure() {
     let err = m.get(&key()).await.unwrap_err();
     assert_eq!(err, TokenError::Fetch("apiserver unreachable".into()));
 
-    // A gone pod's tokens are forgotten.
+    // While failing, requests back off (500 ms, doubling): within the
+    // delay the last error is returned without asking.
     issuer.fail.store(false, Ordering::SeqCst);
+    let err = m.get(&key()).await.unwrap_err();
+    assert_eq!(err, TokenError::Fetch("apiserver unreachable".into()));
+    assert_eq!(
+        issuer.issued.load(Ordering::SeqCst),
+        3,
+        "not asked again yet"
+    );
+    now.store(T0 + 2900 + 3602, Ordering::SeqCst);
+    assert_eq!(
+        m.get(&key()).await.unwrap(),
+        "tok-4",
+        "asked after the delay"
+    );
+
+    // A gone pod's tokens are forgotten.
     m.forget("u1");
-    assert_eq!(m.get(&other).await.unwrap(), "tok-4");
+    assert_eq!(m.get(&other).await.unwrap(), "tok-5");
 }
 
 fn pod_with_token(annotations: &[(&str, &str)]) -> Pod {
