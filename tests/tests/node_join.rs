@@ -63,7 +63,6 @@ kind: Pod
 metadata: {{name: {name}, namespace: default}}
 spec:
   nodeName: {NODE}
-  automountServiceAccountToken: false
   terminationGracePeriodSeconds: {grace}
 {extra_spec}
   containers:

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use kube::api::Api;
 
 const POD: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"default"},
-  "spec":{"nodeName":"test-node","automountServiceAccountToken":false,
+  "spec":{"nodeName":"test-node",
           "containers":[{"name":"c","image":"busybox:latest"}]}}"#;
 
 /// Move this thread into the control plane's network namespace, where its

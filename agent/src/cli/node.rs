@@ -94,6 +94,14 @@ pub struct PodArgs {
         default_value = "memory.available<100Mi,nodefs.available<10%,pid.available<10%"
     )]
     pub eviction_hard: husklet::node::info::Eviction,
+    /// Resources reserved for the system (`cpu=100m,memory=256Mi,
+    /// ephemeral-storage=1Gi,pid=1000`), kept from allocatable.
+    #[arg(long, default_value = "")]
+    pub system_reserved: husklet::node::info::Reserved,
+    /// Resources reserved for Kubernetes' own daemons (same syntax), kept
+    /// from allocatable.
+    #[arg(long, default_value = "")]
+    pub kube_reserved: husklet::node::info::Reserved,
     /// Most pods this node runs (`status.capacity.pods`).
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
@@ -203,6 +211,40 @@ fn memory_capacity() -> i64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Node allocatable cpu and memory for the downward API and memory-backed
+/// emptyDirs: capacity less `--system-reserved`, `--kube-reserved` and the
+/// memory eviction threshold, as the Node reports it.
+fn pod_allocatable(a: &PodArgs, cpus: i64) -> Allocatable {
+    use husklet::node::info;
+    let capacity = BTreeMap::from([
+        (
+            "cpu".to_string(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity(cpus.to_string()),
+        ),
+        (
+            "memory".to_string(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity(memory_capacity().to_string()),
+        ),
+    ]);
+    let alloc = info::allocatable(
+        &capacity,
+        &a.system_reserved,
+        &a.kube_reserved,
+        &a.eviction_hard,
+    );
+    let get = |k: &str| {
+        alloc
+            .get(k)
+            .and_then(|q| Quantity::parse(&q.0).ok())
+            .unwrap_or(Quantity::ZERO)
+    };
+    Allocatable {
+        cpu: get("cpu"),
+        memory: get("memory"),
+        ephemeral_storage: Quantity::ZERO,
+    }
+}
+
 /// Start the pod layer; the returned manager's `shutdown` terminates its pods.
 /// Pod volumes and files go under `<root>/pods/<uid>/`.
 /// `client` is the node's apiserver client when it joins a control plane
@@ -266,6 +308,10 @@ pub async fn start(
         }
         None => Arc::new(husklet::source::SharedObjects::default()),
     };
+    let token_source: Option<Arc<dyn husklet::pod::token::TokenSource>> = a
+        .kubeconfig
+        .is_some()
+        .then(|| Arc::new(api_objects.clone()) as Arc<dyn husklet::pod::token::TokenSource>);
     let host = NodeHost {
         root: root.to_path_buf(),
         cgroup_root: a.cgroup_root.clone(),
@@ -275,13 +321,11 @@ pub async fn start(
             CgroupDriver::Cgroupfs
         },
         objects,
-        allocatable: Allocatable {
-            cpu: Quantity::from_milli(cpus * 1000),
-            memory: Quantity::from_value(memory_capacity()),
-            ephemeral_storage: Quantity::ZERO,
-        },
+        allocatable: pod_allocatable(a, cpus),
+        memory_capacity: memory_capacity(),
         host_ips: node_ip.iter().map(|ip| ip.to_string()).collect(),
         cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+        tokens: Arc::new(husklet::pod::token::TokenManager::new(token_source)),
     };
     let reports = report_file::dir(state);
     let mgr = Arc::new(
@@ -301,6 +345,8 @@ pub async fn start(
             taints: a.register_with_taints.clone(),
             max_pods: a.max_pods,
             eviction: a.eviction_hard,
+            system_reserved: a.system_reserved,
+            kube_reserved: a.kube_reserved,
             runtime_version,
             root: root.to_path_buf(),
         };

@@ -207,6 +207,106 @@ impl std::str::FromStr for Eviction {
     }
 }
 
+/// `--system-reserved` / `--kube-reserved`: what the node keeps back from
+/// pods (`cpu=100m,memory=256Mi,ephemeral-storage=1Gi,pid=1000`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reserved {
+    /// Millicores.
+    pub milli_cpu: i64,
+    /// Bytes.
+    pub memory: i64,
+    /// Bytes.
+    pub ephemeral_storage: i64,
+    /// Process IDs (they limit the pod cgroups' pids in kubelet; the Node
+    /// has no pid capacity to subtract them from).
+    pub pid: i64,
+}
+
+impl std::str::FromStr for Reserved {
+    type Err = String;
+
+    /// `resource=quantity,...` for cpu, memory, ephemeral-storage and pid,
+    /// as kubelet's `ParseResourceList`: unknown resources and negative
+    /// quantities are refused.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut r = Reserved::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected resource=quantity"))?;
+            let q = crate::pod::quantity::Quantity::parse(value)
+                .map_err(|err| format!("{part:?}: {err}"))?;
+            if q.is_negative() {
+                return Err(format!(
+                    "resource quantity for {name:?} cannot be negative: {value}"
+                ));
+            }
+            match name {
+                "cpu" => r.milli_cpu = q.milli_value(),
+                "memory" => r.memory = q.value(),
+                "ephemeral-storage" => r.ephemeral_storage = q.value(),
+                "pid" => r.pid = q.value(),
+                other => return Err(format!("cannot reserve {other:?} resource")),
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// A byte quantity as the apiserver would write it (`Ki` when exact).
+fn bytes(v: i64) -> Quantity {
+    if v != 0 && v % 1024 == 0 {
+        Quantity(format!("{}Ki", v / 1024))
+    } else {
+        Quantity(v.to_string())
+    }
+}
+
+/// kubelet's `hardEvictionReservation` for one signal: the threshold as
+/// an amount (a percentage of `capacity`, rounded down).
+fn eviction_reservation(t: Threshold, capacity: i64) -> i64 {
+    match t {
+        Threshold::Bytes(b) => b,
+        Threshold::Percent(p) => (capacity as f64 * p / 100.0) as i64,
+    }
+}
+
+/// `status.allocatable`, as kubelet computes it: each resource of
+/// `capacity` less the system and kube reservations and the hard eviction
+/// threshold (memory.available for memory, nodefs.available for
+/// ephemeral-storage); never below zero.
+pub fn allocatable(
+    capacity: &BTreeMap<String, Quantity>,
+    system: &Reserved,
+    kube: &Reserved,
+    eviction: &Eviction,
+) -> BTreeMap<String, Quantity> {
+    let parse = |q: &Quantity| crate::pod::quantity::Quantity::parse(&q.0).ok();
+    capacity
+        .iter()
+        .map(|(name, q)| {
+            let out = match (name.as_str(), parse(q)) {
+                ("cpu", Some(c)) => {
+                    let m = c.milli_value() - system.milli_cpu - kube.milli_cpu;
+                    Quantity(crate::pod::quantity::Quantity::from_milli(m.max(0)).to_string())
+                }
+                ("memory", Some(c)) => {
+                    let cap = c.value();
+                    let e = eviction_reservation(eviction.memory_available, cap);
+                    bytes((cap - system.memory - kube.memory - e).max(0))
+                }
+                ("ephemeral-storage", Some(c)) => {
+                    let cap = c.value();
+                    let e = eviction_reservation(eviction.nodefs_available, cap);
+                    bytes((cap - system.ephemeral_storage - kube.ephemeral_storage - e).max(0))
+                }
+                _ => q.clone(),
+            };
+            (name.clone(), out)
+        })
+        .collect()
+}
+
 /// Pressure signals against the hard eviction thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pressure {
@@ -252,5 +352,59 @@ mod tests {
         assert!(Threshold::Percent(10.0).crossed(9, 100));
         assert!(!Threshold::Percent(10.0).crossed(10, 100));
         assert!(Threshold::Bytes(5).crossed(4, 100));
+    }
+
+    #[test]
+    fn reserved_flags() {
+        let r: Reserved = "cpu=100m,memory=256Mi,ephemeral-storage=1Gi,pid=1000"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            r,
+            Reserved {
+                milli_cpu: 100,
+                memory: 256 << 20,
+                ephemeral_storage: 1 << 30,
+                pid: 1000
+            }
+        );
+        assert_eq!("".parse::<Reserved>().unwrap(), Reserved::default());
+        let err = "gpu=1".parse::<Reserved>().unwrap_err();
+        assert_eq!(err, "cannot reserve \"gpu\" resource");
+        assert!(
+            "cpu=-1"
+                .parse::<Reserved>()
+                .unwrap_err()
+                .contains("negative")
+        );
+        assert!("memory=lots".parse::<Reserved>().is_err());
+        assert!("cpu".parse::<Reserved>().is_err());
+    }
+
+    #[test]
+    fn allocatable_is_capacity_less_reservations_and_eviction() {
+        let capacity = BTreeMap::from([
+            ("cpu".to_string(), Quantity("4".into())),
+            ("memory".to_string(), Quantity("8Gi".into())),
+            ("ephemeral-storage".to_string(), Quantity("100Gi".into())),
+            ("pods".to_string(), Quantity("110".into())),
+        ]);
+        let system: Reserved = "cpu=500m,memory=1Gi,ephemeral-storage=5Gi".parse().unwrap();
+        let kube: Reserved = "cpu=250m,memory=512Mi,pid=100".parse().unwrap();
+        let eviction: Eviction = "memory.available<100Mi,nodefs.available<10%"
+            .parse()
+            .unwrap();
+        let a = allocatable(&capacity, &system, &kube, &eviction);
+        assert_eq!(a["cpu"].0, "3250m");
+        // 8Gi - 1Gi - 512Mi - 100Mi = 6556Mi.
+        assert_eq!(a["memory"].0, format!("{}Ki", 6556 * 1024));
+        // 100Gi - 5Gi - 10 % of 100Gi = 85Gi.
+        assert_eq!(a["ephemeral-storage"].0, format!("{}Ki", 85 * 1024 * 1024));
+        assert_eq!(a["pods"].0, "110");
+        // More reserved than there is: zero, not negative.
+        let greedy: Reserved = "cpu=8,memory=16Gi".parse().unwrap();
+        let a = allocatable(&capacity, &greedy, &Reserved::default(), &eviction);
+        assert_eq!(a["cpu"].0, "0");
+        assert_eq!(a["memory"].0, "0");
     }
 }

@@ -52,8 +52,13 @@ pub struct NodeConfig {
     pub max_pods: u32,
     /// The CRI runtime's `<name>://<version>`.
     pub runtime_version: String,
-    /// `--eviction-hard`: when the pressure conditions turn True.
+    /// `--eviction-hard`: when the pressure conditions turn True (and what
+    /// allocatable keeps back).
     pub eviction: info::Eviction,
+    /// `--system-reserved`.
+    pub system_reserved: info::Reserved,
+    /// `--kube-reserved`.
+    pub kube_reserved: info::Reserved,
     /// The filesystem pods' writable layers and volumes live on (for
     /// ephemeral-storage and disk pressure).
     pub root: PathBuf,

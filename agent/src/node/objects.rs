@@ -4,13 +4,19 @@
 //! `metadata.name=<name>`, what the Node authorizer lets a node do for
 //! objects its pods use), so updates reach the pods' volumes; the watch
 //! ends when no pod uses the object any more. Env and volumes read the
-//! cache through [`ObjectStore`].
+//! cache through [`ObjectStore`]. Every Service is watched too
+//! ([`services`], for the service link env vars), and service account
+//! tokens are requested here ([`tokens`]).
 
-use std::collections::{BTreeSet, HashMap};
+pub mod services;
+pub mod tokens;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::ResourceExt as _;
 use kube::api::Api;
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +42,10 @@ struct Inner {
     store: RwLock<MemoryObjects>,
     client: OnceLock<kube::Client>,
     watches: Mutex<HashMap<ObjectKey, Watched>>,
+    /// Every Service by (namespace, name).
+    services: RwLock<BTreeMap<(String, String), Service>>,
+    /// Set once the Services have been listed.
+    services_synced: AtomicBool,
 }
 
 /// The cache of the objects this node's pods use.
@@ -49,6 +59,14 @@ impl ObjectStore for ApiObjects {
 
     fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
         self.store().secret(namespace, name)
+    }
+
+    fn services(&self) -> Option<Vec<Service>> {
+        if !self.0.services_synced.load(Ordering::SeqCst) {
+            return None;
+        }
+        let services = self.0.services.read().unwrap_or_else(|e| e.into_inner());
+        Some(services.values().cloned().collect())
     }
 }
 
@@ -122,9 +140,12 @@ impl ApiObjects {
         self.0.store.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Use `client` for the watches (set once, when the node has joined).
+    /// Use `client` for the watches (set once, when the node has joined)
+    /// and start watching the Services.
     pub fn connect(&self, client: kube::Client) {
-        let _ = self.0.client.set(client);
+        if self.0.client.set(client.clone()).is_ok() {
+            tokio::spawn(self.clone().watch_services(client));
+        }
     }
 
     /// Watch what `pod` (UID `uid`) refers to; returns once every newly

@@ -105,9 +105,16 @@ impl PodSync {
     }
 
     fn fit(&self) -> NodeFit {
+        // Pods are admitted against allocatable, as kubelet does.
         let capacity = info::capacity(self.cfg.max_pods, &self.cfg.root);
+        let allocatable = info::allocatable(
+            &capacity,
+            &self.cfg.system_reserved,
+            &self.cfg.kube_reserved,
+            &self.cfg.eviction,
+        );
         let q = |k: &str, milli: bool| {
-            capacity
+            allocatable
                 .get(k)
                 .and_then(|q| crate::pod::quantity::Quantity::parse(&q.0).ok())
                 .map_or(0, |q| if milli { q.milli_value() } else { q.value() })

@@ -134,7 +134,12 @@ pub fn node_status(cfg: &NodeConfig, p: Pressure) -> NodeStatus {
                 address: cfg.name.clone(),
             },
         ]),
-        allocatable: Some(capacity.clone()),
+        allocatable: Some(info::allocatable(
+            &capacity,
+            &cfg.system_reserved,
+            &cfg.kube_reserved,
+            &cfg.eviction,
+        )),
         capacity: Some(capacity),
         conditions: Some(conditions),
         daemon_endpoints: Some(NodeDaemonEndpoints {

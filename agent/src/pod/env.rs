@@ -2,10 +2,12 @@
 //! (`makeEnvironmentVariables`): `envFrom` first (prefix added, invalid
 //! names skipped with a warning), then `env` in order, `value` expanded
 //! against what is defined so far, `valueFrom` resolved; later entries
-//! override earlier ones. Then `$(VAR)` expansion of command and args.
-//!
-//! Service links (`enableServiceLinks`) need Services from a control plane
-//! and add nothing without one.
+//! override earlier ones; `$(VAR)` in a value also sees the service link
+//! variables ([`services`]), which come last, each unless the container
+//! defines the name itself. Then `$(VAR)` expansion of command and args.
+//! Without a control plane there are no Services and no service variables.
+
+pub mod services;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
@@ -52,6 +54,10 @@ pub enum EnvError {
         /// Secret name.
         secret: String,
     },
+    /// The Services have not been listed yet (a pod from the API server
+    /// waits for them, as kubelet's pods do).
+    #[error("services have not yet been read at least once, cannot construct envvars")]
+    ServicesNotSynced,
     /// A `fieldRef`/`resourceFieldRef` cannot be resolved.
     #[error("env {name}")]
     Downward {
@@ -102,6 +108,12 @@ pub fn environment(
     objects: &dyn ObjectStore,
 ) -> Result<Environment, EnvError> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let all_services = match objects.services() {
+        Some(s) => s,
+        None if super::is_static(pod) => Vec::new(),
+        None => return Err(EnvError::ServicesNotSynced),
+    };
+    let service_env = services::service_env(pod, &all_services);
     let mut env = Environment::default();
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.as_deref().unwrap_or("");
@@ -152,7 +164,11 @@ pub fn environment(
     }
     for e in c.env.iter().flatten() {
         let value = if let Some(v) = e.value.as_deref().filter(|v| !v.is_empty()) {
-            env.expand(v)
+            expand(v, |n| {
+                env.get(n)
+                    .or_else(|| service_env.get(n).map(String::as_str))
+                    .map(str::to_string)
+            })
         } else if let Some(from) = e.value_from.as_ref() {
             let downward_err = |source| EnvError::Downward {
                 name: e.name.clone(),
@@ -226,6 +242,11 @@ pub fn environment(
             String::new()
         };
         env.set(e.name.clone(), value);
+    }
+    for (k, v) in service_env {
+        if env.get(&k).is_none() {
+            env.vars.push((k, v));
+        }
     }
     Ok(env)
 }

@@ -64,9 +64,22 @@ pub mod quantity;
 pub mod report_file;
 pub mod status;
 pub mod termination;
+pub mod token;
 pub mod validate;
 pub mod volume;
 pub mod worker;
+
+use k8s_openapi::api::core::v1::Pod;
+
+/// Whether `pod` is a static pod (from a manifest file, not the API
+/// server: `kubernetes.io/config.source` is set and not `api`).
+pub fn is_static(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kubernetes.io/config.source"))
+        .is_some_and(|s| s != "api")
+}
 
 #[cfg(test)]
 mod chain_tests;

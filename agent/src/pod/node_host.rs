@@ -14,6 +14,7 @@ use super::downward::{Allocatable, PodFacts};
 use super::host::{HostError, PodHost};
 use super::objects::ObjectStore;
 use super::qos::{self, CgroupDriver};
+use super::token::{TokenError, TokenManager};
 use super::{termination, volume};
 
 /// The node's pod directories and settings.
@@ -25,11 +26,17 @@ pub struct NodeHost {
     pub driver: CgroupDriver,
     /// ConfigMaps and Secrets for volumes and env.
     pub objects: Arc<dyn ObjectStore>,
+    /// Node allocatable (capacity less reservations and the eviction
+    /// threshold): the downward API's default limits, memory emptyDirs.
     pub allocatable: Allocatable,
+    /// The machine's memory in bytes (oom_score_adj is relative to it).
+    pub memory_capacity: i64,
     /// The node's IPs (`status.hostIP`).
     pub host_ips: Vec<String>,
     /// Whether the node has the unified cgroup hierarchy only.
     pub cgroup_v2: bool,
+    /// Service account tokens for projected volumes.
+    pub tokens: Arc<TokenManager>,
 }
 
 /// A volume that could not be set up, with its causes (kubelet's
@@ -41,6 +48,27 @@ fn mount_error(e: volume::VolumeError) -> HostError {
             "MountVolume.SetUp failed for {}",
             crate::cri::error::chain(&e)
         ),
+    )
+}
+
+/// The tokens of a pod's projected volumes could not be had: kubelet
+/// reports it on the (first) volume that needs them.
+fn token_error(pod: &Pod, e: TokenError) -> HostError {
+    let volume = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .find(|v| {
+            v.projected
+                .iter()
+                .flat_map(|p| p.sources.iter().flatten())
+                .any(|s| s.service_account_token.is_some())
+        })
+        .map(|v| v.name.as_str())
+        .unwrap_or("");
+    HostError::new(
+        "FailedMount",
+        format!("MountVolume.SetUp failed for volume {volume:?} : {e}"),
     )
 }
 
@@ -95,9 +123,20 @@ impl NodeHost {
 #[tonic::async_trait]
 impl PodHost for NodeHost {
     async fn setup_pod(&self, pod: &Pod) -> Result<(), HostError> {
-        volume::setup(&self.root, pod, &self.facts(&[]), self.objects.as_ref())
-            .map(|_| ())
-            .map_err(mount_error)
+        let tokens = self
+            .tokens
+            .pod_tokens(pod)
+            .await
+            .map_err(|e| token_error(pod, e))?;
+        volume::setup(
+            &self.root,
+            pod,
+            &self.facts(&[]),
+            self.objects.as_ref(),
+            &tokens,
+        )
+        .map(|_| ())
+        .map_err(mount_error)
     }
 
     async fn resolve(
@@ -116,8 +155,13 @@ impl PodHost for NodeHost {
         let env =
             super::env::environment(pod, c, &facts, self.objects.as_ref()).map_err(config_error)?;
         let (command, args) = super::env::command_and_args(c, &env);
-        let vols =
-            volume::setup(&self.root, pod, &facts, self.objects.as_ref()).map_err(mount_error)?;
+        let tokens = self
+            .tokens
+            .pod_tokens(pod)
+            .await
+            .map_err(|e| token_error(pod, e))?;
+        let vols = volume::setup(&self.root, pod, &facts, self.objects.as_ref(), &tokens)
+            .map_err(mount_error)?;
         let mut mounts = vols
             .mounts(c, Some(&env))
             .map_err(|e| config_error(crate::cri::error::chain(&e)))?;
@@ -148,8 +192,7 @@ impl PodHost for NodeHost {
                 .map_err(|e| config_error(format!("termination log of {}: {e}", c.name)))?;
             mounts.push(m);
         }
-        let resources =
-            qos::linux_resources(pod, c, self.allocatable.memory.value(), self.cgroup_v2);
+        let resources = qos::linux_resources(pod, c, self.memory_capacity, self.cgroup_v2);
         Ok(Resolved {
             command,
             args,
@@ -164,6 +207,9 @@ impl PodHost for NodeHost {
     }
 
     async fn teardown_pod(&self, pod: &Pod) -> Result<(), HostError> {
+        if let Some(uid) = pod.metadata.uid.as_deref() {
+            self.tokens.forget(uid);
+        }
         let dir = self.pod_dir(pod);
         volume::teardown(&dir).map_err(|e| unmount_error(crate::cri::error::chain(&e)))?;
         match std::fs::remove_dir_all(&dir) {

@@ -1,10 +1,10 @@
-//! Where ConfigMaps and Secrets come from: the config dir source today
-//! (`crate::source::config`), an apiserver watch later. Env and volumes
-//! read them through [`ObjectStore`].
+//! Where ConfigMaps, Secrets and Services come from: the config dir source
+//! (`crate::source::config`) or the apiserver (`crate::node::objects`).
+//! Env and volumes read them through [`ObjectStore`].
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 
 /// Read access to ConfigMaps and Secrets by namespace and name.
 pub trait ObjectStore: Send + Sync {
@@ -12,6 +12,12 @@ pub trait ObjectStore: Send + Sync {
     fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap>;
     /// The Secret `namespace/name`, if it exists.
     fn secret(&self, namespace: &str, name: &str) -> Option<Secret>;
+    /// Every Service of the cluster (for the service link env vars);
+    /// `None` until they have been listed once. Without a control plane
+    /// there are none.
+    fn services(&self) -> Option<Vec<Service>> {
+        Some(Vec::new())
+    }
 }
 
 /// A plain in-memory store (a snapshot of a source).

@@ -188,3 +188,164 @@ fn missing_references_fail_like_kubelet() {
     .unwrap_err();
     assert_eq!(err.to_string(), "secret ns/nope not found");
 }
+
+/// An ObjectStore with Services (and whether they were listed yet).
+struct WithServices(Option<Vec<k8s_openapi::api::core::v1::Service>>);
+
+impl ObjectStore for WithServices {
+    fn config_map(&self, _: &str, _: &str) -> Option<k8s_openapi::api::core::v1::ConfigMap> {
+        None
+    }
+    fn secret(&self, _: &str, _: &str) -> Option<k8s_openapi::api::core::v1::Secret> {
+        None
+    }
+    fn services(&self) -> Option<Vec<k8s_openapi::api::core::v1::Service>> {
+        self.0.clone()
+    }
+}
+
+fn service(
+    ns: &str,
+    name: &str,
+    ip: &str,
+    ports: serde_json::Value,
+) -> k8s_openapi::api::core::v1::Service {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"clusterIP": ip, "ports": ports}
+    }))
+    .unwrap()
+}
+
+fn cluster() -> Vec<k8s_openapi::api::core::v1::Service> {
+    vec![
+        service(
+            "default",
+            "kubernetes",
+            "10.0.0.1",
+            serde_json::json!([{"name": "https", "port": 443, "protocol": "TCP"}]),
+        ),
+        service(
+            "default",
+            "other",
+            "10.0.0.2",
+            serde_json::json!([{"port": 80}]),
+        ),
+        service(
+            "ns",
+            "my-svc",
+            "10.0.0.11",
+            serde_json::json!([
+            {"name": "http", "port": 80, "protocol": "TCP"},
+            {"name": "dns-udp", "port": 53, "protocol": "UDP"}]),
+        ),
+        service("ns", "headless", "None", serde_json::json!([{"port": 80}])),
+        service("ns", "v6", "fd00::10", serde_json::json!([{"port": 8080}])),
+        service(
+            "elsewhere",
+            "far",
+            "10.0.0.99",
+            serde_json::json!([{"port": 1}]),
+        ),
+    ]
+}
+
+#[test]
+fn service_link_variables_as_kubelet_names_them() {
+    assert_eq!(services::env_name("my-svc"), "MY_SVC");
+    let all = cluster();
+    let vars = services::from_services([&all[2]]);
+    let want = [
+        ("MY_SVC_SERVICE_HOST", "10.0.0.11"),
+        ("MY_SVC_SERVICE_PORT", "80"),
+        ("MY_SVC_SERVICE_PORT_HTTP", "80"),
+        ("MY_SVC_SERVICE_PORT_DNS_UDP", "53"),
+        ("MY_SVC_PORT", "tcp://10.0.0.11:80"),
+        ("MY_SVC_PORT_80_TCP", "tcp://10.0.0.11:80"),
+        ("MY_SVC_PORT_80_TCP_PROTO", "tcp"),
+        ("MY_SVC_PORT_80_TCP_PORT", "80"),
+        ("MY_SVC_PORT_80_TCP_ADDR", "10.0.0.11"),
+        ("MY_SVC_PORT_53_UDP", "udp://10.0.0.11:53"),
+        ("MY_SVC_PORT_53_UDP_PROTO", "udp"),
+        ("MY_SVC_PORT_53_UDP_PORT", "53"),
+        ("MY_SVC_PORT_53_UDP_ADDR", "10.0.0.11"),
+    ];
+    let got: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(got, want);
+    // IPv6 cluster IPs are bracketed in URLs; headless services give nothing.
+    let v6 = services::from_services([&all[4]]);
+    assert!(
+        v6.contains(&("V6_PORT".into(), "tcp://[fd00::10]:8080".into())),
+        "{v6:?}"
+    );
+    assert!(services::from_services([&all[3]]).is_empty());
+}
+
+#[test]
+fn service_links_in_the_environment_explicit_env_wins() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: ns}
+spec:
+  containers:
+  - name: c
+    image: i
+    args: ["$(MY_SVC_SERVICE_HOST)"]
+    env:
+    - {name: URL, value: "http://$(MY_SVC_SERVICE_HOST):$(MY_SVC_SERVICE_PORT_HTTP)"}
+    - {name: MY_SVC_SERVICE_PORT, value: "mine"}
+"#;
+    let (pod, _) = load(yaml);
+    let c = &pod.spec.as_ref().unwrap().containers[0];
+    let env = environment(&pod, c, &facts(), &WithServices(Some(cluster()))).unwrap();
+    assert_eq!(env.get("URL"), Some("http://10.0.0.11:80"));
+    assert_eq!(env.get("MY_SVC_SERVICE_PORT"), Some("mine"));
+    assert_eq!(env.get("KUBERNETES_SERVICE_HOST"), Some("10.0.0.1"));
+    assert_eq!(env.get("KUBERNETES_SERVICE_PORT"), Some("443"));
+    assert_eq!(env.get("KUBERNETES_SERVICE_PORT_HTTPS"), Some("443"));
+    assert_eq!(
+        env.get("KUBERNETES_PORT_443_TCP"),
+        Some("tcp://10.0.0.1:443")
+    );
+    assert_eq!(
+        env.get("OTHER_SERVICE_HOST"),
+        None,
+        "another namespace's service"
+    );
+    assert_eq!(env.get("FAR_SERVICE_HOST"), None);
+    assert_eq!(env.get("HEADLESS_SERVICE_HOST"), None);
+    assert_eq!(
+        env.vars
+            .iter()
+            .filter(|(k, _)| k == "MY_SVC_SERVICE_PORT")
+            .count(),
+        1
+    );
+    let (_, args) = command_and_args(c, &env);
+    assert_eq!(args, ["10.0.0.11"]);
+
+    // enableServiceLinks: false keeps only the master service.
+    let mut off = pod.clone();
+    off.spec.as_mut().unwrap().enable_service_links = Some(false);
+    let env = environment(&off, c, &facts(), &WithServices(Some(cluster()))).unwrap();
+    assert_eq!(env.get("KUBERNETES_SERVICE_HOST"), Some("10.0.0.1"));
+    assert_eq!(env.get("MY_SVC_SERVICE_HOST"), None);
+    assert_eq!(
+        env.get("URL"),
+        Some("http://$(MY_SVC_SERVICE_HOST):$(MY_SVC_SERVICE_PORT_HTTP)")
+    );
+
+    // A pod from the API server waits for the first list; a static pod does not.
+    let err = environment(&pod, c, &facts(), &WithServices(None)).unwrap_err();
+    assert_eq!(err, EnvError::ServicesNotSynced);
+    let mut stat = pod.clone();
+    stat.metadata.annotations = Some(
+        [(
+            "kubernetes.io/config.source".to_string(),
+            "file".to_string(),
+        )]
+        .into(),
+    );
+    assert!(environment(&stat, c, &facts(), &WithServices(None)).is_ok());
+}

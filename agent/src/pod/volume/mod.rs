@@ -33,6 +33,7 @@ use super::downward::{DownwardError, PodFacts};
 use super::env::Environment;
 use super::objects::ObjectStore;
 use super::quantity::Quantity;
+use super::token::PodTokens;
 
 /// Why a volume cannot be set up (the pod then waits, as kubelet's
 /// `FailedMount`).
@@ -162,6 +163,7 @@ fn plan_of(
     v: &k8s_openapi::api::core::v1::Volume,
     facts: &PodFacts,
     objects: &dyn ObjectStore,
+    tokens: &PodTokens,
 ) -> Result<(&'static str, Plan), VolumeError> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     if let Some(e) = v.empty_dir.as_ref() {
@@ -247,6 +249,7 @@ fn plan_of(
             pr.default_mode,
             facts,
             objects,
+            tokens,
         )?;
         return Ok((
             "projected",
@@ -268,12 +271,15 @@ fn in_volume(name: &str) -> impl FnOnce(VolumeError) -> VolumeError + '_ {
     }
 }
 
-/// Set up (or refresh) every volume of a validated pod under `root`.
+/// Set up (or refresh) every volume of a validated pod under `root`;
+/// `tokens` holds the service account tokens its projected
+/// `serviceAccountToken` sources need ([`crate::pod::token`]).
 pub fn setup(
     root: &Path,
     pod: &Pod,
     facts: &PodFacts,
     objects: &dyn ObjectStore,
+    tokens: &PodTokens,
 ) -> Result<PodVolumes, VolumeError> {
     let uid = pod.metadata.uid.as_deref().filter(|u| !u.is_empty());
     let uid = uid.ok_or_else(|| VolumeError::Unsupported("pod has no metadata.uid".into()))?;
@@ -288,7 +294,7 @@ pub fn setup(
     for v in vols {
         plans.push((
             v.name.as_str(),
-            plan_of(pod, v, facts, objects).map_err(in_volume(&v.name))?,
+            plan_of(pod, v, facts, objects, tokens).map_err(in_volume(&v.name))?,
         ));
     }
     let mut volumes = BTreeMap::new();

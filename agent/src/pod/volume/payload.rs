@@ -10,6 +10,7 @@ use super::atomic::{File, Payload};
 use crate::pod::defaults::DEFAULT_VOLUME_MODE;
 use crate::pod::downward::{self, PodFacts};
 use crate::pod::objects::{ObjectStore, config_map_entries, secret_entries};
+use crate::pod::token::{DEFAULT_EXPIRATION_SECONDS, PodTokens};
 
 /// Which object a key projection reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +139,7 @@ pub fn projected(
     default_mode: Option<i32>,
     facts: &PodFacts,
     objects: &dyn ObjectStore,
+    tokens: &PodTokens,
 ) -> Result<Payload, VolumeError> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut payload = Payload::new();
@@ -164,10 +166,25 @@ pub fn projected(
             )?
         } else if let Some(d) = src.downward_api.as_ref() {
             downward_items(pod, d.items.as_deref().unwrap_or(&[]), default_mode, facts)?
-        } else if src.service_account_token.is_some() {
-            return Err(VolumeError::Unsupported(
-                "projected serviceAccountToken: not supported without a control plane".into(),
-            ));
+        } else if let Some(t) = src.service_account_token.as_ref() {
+            let audience = t.audience.clone().unwrap_or_default();
+            let exp = t.expiration_seconds.unwrap_or(DEFAULT_EXPIRATION_SECONDS);
+            // The caller fetched every token the pod's sources name.
+            let token = tokens.get(&(audience, exp)).ok_or_else(|| {
+                VolumeError::Unsupported(format!(
+                    "serviceAccountToken {:?}: no token was fetched for it",
+                    t.path
+                ))
+            })?;
+            let mut part = Payload::new();
+            part.insert(
+                t.path.clone(),
+                File {
+                    data: token.clone().into_bytes(),
+                    mode: default_mode.unwrap_or(DEFAULT_VOLUME_MODE) as u32,
+                },
+            );
+            part
         } else {
             return Err(VolumeError::Unsupported(
                 "projected clusterTrustBundle: not supported".into(),

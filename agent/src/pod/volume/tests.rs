@@ -95,7 +95,7 @@ fn setup_mounts_update_teardown() {
     let root = tmp.path().join("root");
     let host_dir = tmp.path().join("host/created");
     let (pod, mut objects) = load(&POD.replace("HOSTDIR", host_dir.to_str().unwrap()));
-    let vols = setup(&root, &pod, &facts(), &objects).unwrap();
+    let vols = setup(&root, &pod, &facts(), &objects, &PodTokens::new()).unwrap();
     let pd = root.join("pods/uid-1");
     assert_eq!(vols.pod_dir, pd);
     let v = |p: &str| pd.join("volumes").join(p);
@@ -216,7 +216,7 @@ fn setup_mounts_update_teardown() {
     )
     .unwrap();
     std::fs::write(v("kubernetes.io~empty-dir/mem/data"), "kept").unwrap();
-    setup(&root, &pod, &facts(), &objects).unwrap();
+    setup(&root, &pod, &facts(), &objects, &PodTokens::new()).unwrap();
     assert_eq!(mode(&v("kubernetes.io~empty-dir/scratch")), 0o700);
     assert_eq!(
         std::fs::read_to_string(v("kubernetes.io~empty-dir/mem/data")).unwrap(),
@@ -232,7 +232,7 @@ fn setup_mounts_update_teardown() {
         .insert("app.conf".into(), "listen 8080".into());
     objects.put_config_map(cm);
     let before = std::fs::read_link(cfg.join("..data")).unwrap();
-    setup(&root, &pod, &facts(), &objects).unwrap();
+    setup(&root, &pod, &facts(), &objects, &PodTokens::new()).unwrap();
     assert_eq!(
         std::fs::read_to_string(cfg.join("app.conf")).unwrap(),
         "listen 8080"
@@ -260,7 +260,7 @@ fn missing_objects_change_nothing() {
     let host_dir = tmp.path().join("hostdir");
     let (pod, objects) = load(&POD.replace("HOSTDIR", host_dir.to_str().unwrap()));
     let empty = MemoryObjects::default();
-    let err = setup(&root, &pod, &facts(), &empty).unwrap_err();
+    let err = setup(&root, &pod, &facts(), &empty, &PodTokens::new()).unwrap_err();
     assert_eq!(err.to_string(), "volume \"cfg\"");
     assert_eq!(
         std::error::Error::source(&err).unwrap().to_string(),
@@ -273,7 +273,7 @@ fn missing_objects_change_nothing() {
     let mut cm = partial.config_map("ns", "cfg").unwrap();
     cm.data.as_mut().unwrap().remove("extra");
     partial.put_config_map(cm);
-    let err = setup(&root, &pod, &facts(), &partial).unwrap_err();
+    let err = setup(&root, &pod, &facts(), &partial, &PodTokens::new()).unwrap_err();
     let src = std::error::Error::source(&err).unwrap().to_string();
     assert_eq!(src, "configmap ns/cfg references non-existent key extra");
     // Optional: an empty volume instead.
@@ -288,17 +288,18 @@ spec:
   - {name: b, secret: {secretName: creds, optional: true, items: [{key: nope, path: x}]}}
 "#;
     let (pod, _) = load(optional);
-    let vols = setup(&root, &pod, &facts(), &objects).unwrap();
+    let vols = setup(&root, &pod, &facts(), &objects, &PodTokens::new()).unwrap();
     assert_eq!(vols.volumes.len(), 2);
     teardown(&vols.pod_dir).unwrap();
-    // No control plane: service account tokens are refused by name.
+    // A token source without a token (the caller fetches them first, see
+    // crate::pod::token) is refused by name.
     let sa = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, uid: u3}\nspec:\n  containers: [{name: c, image: i}]\n  volumes: [{name: t, projected: {sources: [{serviceAccountToken: {path: token}}]}}]\n";
     let (pod, _) = load(sa);
-    let err = setup(&root, &pod, &facts(), &objects).unwrap_err();
+    let err = setup(&root, &pod, &facts(), &objects, &PodTokens::new()).unwrap_err();
     let src = std::error::Error::source(&err).unwrap().to_string();
     assert_eq!(
         src,
-        "projected serviceAccountToken: not supported without a control plane"
+        "serviceAccountToken \"token\": no token was fetched for it"
     );
 }
 
@@ -384,4 +385,48 @@ fn sub_path_escapes_refused() {
     std::fs::write(target.join("f"), "1").unwrap();
     assert!(vol.join("good/deeper/f").exists());
     teardown(&pd).unwrap();
+}
+
+#[test]
+fn projected_service_account_tokens_take_the_default_mode() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: ns, uid: uid-1}
+spec:
+  containers: [{name: app, image: busybox}]
+  volumes:
+  - name: kube-api-access
+    projected:
+      defaultMode: 0640
+      sources:
+      - serviceAccountToken: {path: token, expirationSeconds: 3607}
+      - serviceAccountToken: {path: vault/token, audience: vault, expirationSeconds: 600}
+      - configMap: {name: kube-root-ca.crt, items: [{key: ca.crt, path: ca.crt}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: kube-root-ca.crt, namespace: ns}
+data: {ca.crt: "CERT"}
+"#;
+    let (pod, objects) = load(yaml);
+    let pr = pod.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0]
+        .projected
+        .clone()
+        .unwrap();
+    let sources = pr.sources.unwrap();
+    let tokens = PodTokens::from([
+        ((String::new(), 3607), "api-jwt".to_string()),
+        (("vault".to_string(), 600), "vault-jwt".to_string()),
+    ]);
+    let p =
+        payload::projected(&pod, &sources, pr.default_mode, &facts(), &objects, &tokens).unwrap();
+    assert_eq!(p["token"].data, b"api-jwt");
+    assert_eq!(p["token"].mode, 0o640);
+    assert_eq!(p["vault/token"].data, b"vault-jwt");
+    assert_eq!(p["ca.crt"].data, b"CERT");
+    // Without its token the volume is not made.
+    let err = payload::projected(&pod, &sources, None, &facts(), &objects, &PodTokens::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("no token was fetched"), "{err}");
 }
