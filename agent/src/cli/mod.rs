@@ -4,6 +4,7 @@
 mod images;
 mod node;
 mod pods;
+mod resident;
 mod rootfs;
 mod serve;
 
