@@ -4,7 +4,6 @@
 mod images;
 mod node;
 mod pods;
-mod resident;
 mod rootfs;
 mod serve;
 

@@ -51,7 +51,6 @@ fn sibling(name: &str) -> PathBuf {
 }
 
 pub fn run(g: &Global, a: ServeArgs) -> anyhow::Result<()> {
-    super::resident::no_fault_around();
     let store = super::open_store(g)?;
     let abs = |p: &PathBuf| std::path::absolute(p).with_context(|| format!("{}", p.display()));
     let cfg = CriConfig {
