@@ -530,6 +530,50 @@ pub fn container<'a>(p: &'a serde_json::Value, name: &str) -> &'a serde_json::Va
         .unwrap_or(&serde_json::Value::Null)
 }
 
+/// How long [`wait_get`] waits.
+pub const API_WAIT: Duration = Duration::from_secs(90);
+
+/// Poll `kubectl get ARGS -o json` against `cp` until `pred` holds; returns
+/// the object. Fails after [`API_WAIT`] with the last answer and `node`'s log.
+pub fn wait_get(
+    cp: &crate::control_plane::ControlPlane,
+    node: &PodNode,
+    args: &[&str],
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let t0 = Instant::now();
+    let mut a = vec!["get"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["-o", "json"]);
+    loop {
+        let out = cp.kubectl(&a);
+        let v: Option<serde_json::Value> = out
+            .status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten();
+        if let Some(v) = &v {
+            if pred(v) {
+                return v.clone();
+            }
+        }
+        assert!(
+            t0.elapsed() < API_WAIT,
+            "{args:?}: not {what} after {API_WAIT:?}: {}\nhusklet log:\n{}",
+            v.map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+                .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned()),
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// An API pod object is Running and Ready.
+pub fn api_pod_ready(p: &serde_json::Value) -> bool {
+    p["status"]["phase"] == "Running" && condition(p, "Ready")
+}
+
 impl Drop for PodNode {
     fn drop(&mut self) {
         // Remove every manifest and let husklet tear the pods down (1 s grace).

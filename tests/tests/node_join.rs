@@ -6,46 +6,12 @@
 use std::time::{Duration, Instant};
 
 use husk_tests::control_plane::{ControlPlane, NODE_IP};
+use husk_tests::pods::wait_get;
 use husk_tests::pods::{NODE, PodNode};
 use husk_tests::require_control_plane;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(90);
-
-/// Poll `kubectl get ARGS -o json` until `pred` holds; returns the object.
-fn wait_get(
-    cp: &ControlPlane,
-    node: &PodNode,
-    args: &[&str],
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let t0 = Instant::now();
-    let mut a = vec!["get"];
-    a.extend_from_slice(args);
-    a.extend_from_slice(&["-o", "json"]);
-    loop {
-        let out = cp.kubectl(&a);
-        let v: Option<Value> = out
-            .status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten();
-        if let Some(v) = &v {
-            if pred(v) {
-                return v.clone();
-            }
-        }
-        assert!(
-            t0.elapsed() < T,
-            "{args:?}: not {what} after {T:?}: {}\nhusklet log:\n{}",
-            v.map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
-                .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned()),
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 fn condition(obj: &Value, type_: &str) -> Option<String> {
     obj["status"]["conditions"]

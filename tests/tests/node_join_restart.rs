@@ -10,53 +10,11 @@ use std::time::{Duration, Instant};
 
 use husk_tests::control_plane::ControlPlane;
 use husk_tests::pods::{NODE, PodNode};
+use husk_tests::pods::{api_pod_ready, wait_get};
 use husk_tests::require_control_plane;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(90);
-
-/// Poll `kubectl get ARGS -o json` until `pred` holds; returns the object.
-fn wait_get(
-    cp: &ControlPlane,
-    node: &PodNode,
-    args: &[&str],
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let t0 = Instant::now();
-    let mut a = vec!["get"];
-    a.extend_from_slice(args);
-    a.extend_from_slice(&["-o", "json"]);
-    loop {
-        let out = cp.kubectl(&a);
-        let v: Option<Value> = out
-            .status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten();
-        if let Some(v) = &v {
-            if pred(v) {
-                return v.clone();
-            }
-        }
-        assert!(
-            t0.elapsed() < T,
-            "{args:?}: not {what} after {T:?}: {}\nhusklet log:\n{}",
-            v.map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
-                .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned()),
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn ready(p: &Value) -> bool {
-    p["status"]["phase"] == "Running"
-        && p["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
 
 /// A pod bound to the test node running `sleep 3600`.
 fn pod(name: &str, extra_spec: &str) -> String {
@@ -193,7 +151,7 @@ fn api_pods_are_adopted_after_husklet_is_killed() {
         cp.apply(&pod(n, ""));
     }
     for n in names {
-        wait_get(&cp, &node, &["pod", n], "Running and Ready", ready);
+        wait_get(&cp, &node, &["pod", n], "Running and Ready", api_pod_ready);
     }
     let before: BTreeMap<String, _> = pods(&cp, &names)
         .into_iter()
@@ -235,7 +193,7 @@ fn api_pods_are_adopted_after_husklet_is_killed() {
     while t0.elapsed() < Duration::from_secs(15) {
         for (n, p) in pods(&cp, &names) {
             assert!(
-                ready(&p),
+                api_pod_ready(&p),
                 "{n} after the restart: {}\n{}",
                 p["status"],
                 node.log()
@@ -282,7 +240,7 @@ fn api_pods_are_adopted_after_husklet_is_killed() {
     node.spawn();
     for n in ["two", "three"] {
         let p = wait_get(&cp, &node, &["pod", n], "Running and Ready again", |p| {
-            ready(p) && identity(p).2 != before[n].2
+            api_pod_ready(p) && identity(p).2 != before[n].2
         });
         assert_eq!(identity(&p).0, before[n].0, "{n}: the same pod object");
     }
@@ -328,7 +286,13 @@ fn an_untolerated_no_execute_taint_rejects_the_pod() {
         "tolerant",
         "  tolerations:\n  - {key: husk.test/drain, operator: Equal, value: \"yes\", effect: NoExecute}",
     ));
-    wait_get(&cp, &node, &["pod", "tolerant"], "Running and Ready", ready);
+    wait_get(
+        &cp,
+        &node,
+        &["pod", "tolerant"],
+        "Running and Ready",
+        api_pod_ready,
+    );
     assert_eq!(node.pods().len(), 1, "only the tolerant pod runs");
     cp.kubectl_ok(&["delete", "pod", "intolerant", "tolerant", "--wait=false"]);
     wait_get(&cp, &node, &["pods"], "all deleted", |l| {
@@ -348,7 +312,13 @@ fn static_pod_events_are_shown_with_the_mirror_pod() {
          image: busybox:latest\n    imagePullPolicy: Never\n    command: [sleep, '3600']\n",
     );
     let name = node.full("static");
-    let m = wait_get(&cp, &node, &["pod", &name], "mirrored, Running", ready);
+    let m = wait_get(
+        &cp,
+        &node,
+        &["pod", &name],
+        "mirrored, Running",
+        api_pod_ready,
+    );
     let hash = m["metadata"]["annotations"]["kubernetes.io/config.mirror"]
         .as_str()
         .expect("mirror annotation")

@@ -5,58 +5,16 @@
 //! the service link environment variables, a failed TokenRequest reported
 //! as FailedMount until it works; and allocatable less the reservations.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use husk_tests::control_plane::ControlPlane;
 use husk_tests::pods::{NODE, PodNode, has_event};
+use husk_tests::pods::{api_pod_ready, wait_get};
 use husk_tests::require_control_plane;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(90);
 const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-/// Poll `kubectl get ARGS -o json` until `pred` holds; returns the object.
-fn wait_get(
-    cp: &ControlPlane,
-    node: &PodNode,
-    args: &[&str],
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let t0 = Instant::now();
-    let mut a = vec!["get"];
-    a.extend_from_slice(args);
-    a.extend_from_slice(&["-o", "json"]);
-    loop {
-        let out = cp.kubectl(&a);
-        let v: Option<Value> = out
-            .status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten();
-        if let Some(v) = &v {
-            if pred(v) {
-                return v.clone();
-            }
-        }
-        assert!(
-            t0.elapsed() < T,
-            "{args:?}: not {what} after {T:?}: {}\nhusklet log:\n{}",
-            v.map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
-                .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned()),
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn ready(p: &Value) -> bool {
-    p["status"]["phase"] == "Running"
-        && p["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
 
 /// `husklet exec` in pod `name`'s container `c`: its stdout (asserting success).
 fn exec(node: &PodNode, name: &str, cmd: &[&str]) -> String {
@@ -160,7 +118,13 @@ fn pods_get_their_service_account_token_ca_namespace_and_service_links() {
       - serviceAccountToken: {path: token, audience: vault, expirationSeconds: 600}"#;
     let mounts = "    volumeMounts:\n    - {name: vault, mountPath: /vault}";
     cp.apply(&pod("sa", spec, mounts));
-    let p = wait_get(&cp, &node, &["pod", "sa"], "Running and Ready", ready);
+    let p = wait_get(
+        &cp,
+        &node,
+        &["pod", "sa"],
+        "Running and Ready",
+        api_pod_ready,
+    );
     let uid = p["metadata"]["uid"].as_str().expect("uid").to_string();
     let volumes = p["spec"]["volumes"].as_array().cloned().unwrap_or_default();
     assert!(
@@ -249,7 +213,13 @@ fn pods_get_their_service_account_token_ca_namespace_and_service_links() {
     - {name: KUBERNETES_SERVICE_PORT, value: "mine"}
     - {name: API, value: "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT_HTTPS)"}"#;
     cp.apply(&pod("nolinks", "  enableServiceLinks: false", container));
-    wait_get(&cp, &node, &["pod", "nolinks"], "Running and Ready", ready);
+    wait_get(
+        &cp,
+        &node,
+        &["pod", "nolinks"],
+        "Running and Ready",
+        api_pod_ready,
+    );
     let env = env_of(&node, "nolinks");
     assert_eq!(env.get("KUBERNETES_SERVICE_HOST"), Some(&kube_ip));
     assert_eq!(
@@ -303,7 +273,13 @@ fn a_failed_token_request_is_failed_mount_until_it_works() {
     assert_eq!(waiting, "ContainerCreating", "{p}");
     // The account comes back: the next attempt gets a token, the pod runs.
     cp.apply(r#"{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"robot","namespace":"default"}}"#);
-    wait_get(&cp, &node, &["pod", "robot"], "Running and Ready", ready);
+    wait_get(
+        &cp,
+        &node,
+        &["pod", "robot"],
+        "Running and Ready",
+        api_pod_ready,
+    );
     let token = exec(&node, "robot", &["cat", &format!("{SA_DIR}/token")]);
     let r = review(&cp, &token, &[]);
     assert_eq!(

@@ -49,6 +49,18 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
 }
 
+/// Unmount a container's rootfs (lazily); not mounted is fine.
+fn unmount(id: &str, rootfs: &std::path::Path) -> Result<(), ImageError> {
+    match nix::mount::umount2(rootfs, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(errno) => Err(ImageError::Mount {
+            id: id.to_string(),
+            target: rootfs.to_path_buf(),
+            errno,
+        }),
+    }
+}
+
 impl ImageStore {
     fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
@@ -216,17 +228,7 @@ impl ImageStore {
         if !dir.exists() {
             return Err(ImageError::NoRootfs(container_id.to_string()));
         }
-        let rootfs = dir.join("rootfs");
-        match nix::mount::umount2(&rootfs, MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(errno) => {
-                return Err(ImageError::Mount {
-                    id: container_id.to_string(),
-                    target: rootfs,
-                    errno,
-                });
-            }
-        }
+        unmount(container_id, &dir.join("rootfs"))?;
         let trash = self.root.join("trash");
         fs::create_dir_all(&trash).map_err(io_err(&trash))?;
         let to = trash.join(format!("{container_id}.{:x}", fsutil::rand_u64()));
@@ -259,17 +261,7 @@ impl ImageStore {
         if !dir.exists() {
             return Err(ImageError::NoRootfs(container_id.to_string()));
         }
-        let rootfs = dir.join("rootfs");
-        match nix::mount::umount2(&rootfs, MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(errno) => {
-                return Err(ImageError::Mount {
-                    id: container_id.to_string(),
-                    target: rootfs,
-                    errno,
-                });
-            }
-        }
+        unmount(container_id, &dir.join("rootfs"))?;
         // Delete the record last so a crash midway leaves a removable container.
         for sub in ["upper", "work", "rootfs"] {
             let p = dir.join(sub);
