@@ -215,12 +215,8 @@ impl ImageStore {
         self.container_dir(container_id).join("rootfs")
     }
 
-    /// Take a container's rootfs out of the store at the cost of an unmount
-    /// and a rename: its dir moves into `trash/`, which
-    /// [`ImageStore::empty_trash`] deletes later (RemoveContainer does not
-    /// wait for the upper dir's files to be unlinked). The snapshots are
-    /// free to be pruned from the rename on.
-    pub fn discard_rootfs(&self, container_id: &str) -> Result<(), ImageError> {
+    /// A container's rootfs dir, its overlay unmounted (for removal).
+    fn unmounted_dir(&self, container_id: &str) -> Result<PathBuf, ImageError> {
         if !valid_id(container_id) {
             return Err(ImageError::ContainerId(container_id.to_string()));
         }
@@ -229,6 +225,16 @@ impl ImageStore {
             return Err(ImageError::NoRootfs(container_id.to_string()));
         }
         unmount(container_id, &dir.join("rootfs"))?;
+        Ok(dir)
+    }
+
+    /// Take a container's rootfs out of the store at the cost of an unmount
+    /// and a rename: its dir moves into `trash/`, which
+    /// [`ImageStore::empty_trash`] deletes later (RemoveContainer does not
+    /// wait for the upper dir's files to be unlinked). The snapshots are
+    /// free to be pruned from the rename on.
+    pub fn discard_rootfs(&self, container_id: &str) -> Result<(), ImageError> {
+        let dir = self.unmounted_dir(container_id)?;
         let trash = self.root.join("trash");
         fs::create_dir_all(&trash).map_err(io_err(&trash))?;
         let to = trash.join(format!("{container_id}.{:x}", fsutil::rand_u64()));
@@ -254,14 +260,7 @@ impl ImageStore {
 
     /// Unmount and delete a container's rootfs (upper and work dirs included).
     pub fn remove_rootfs(&self, container_id: &str) -> Result<(), ImageError> {
-        if !valid_id(container_id) {
-            return Err(ImageError::ContainerId(container_id.to_string()));
-        }
-        let dir = self.container_dir(container_id);
-        if !dir.exists() {
-            return Err(ImageError::NoRootfs(container_id.to_string()));
-        }
-        unmount(container_id, &dir.join("rootfs"))?;
+        let dir = self.unmounted_dir(container_id)?;
         // Delete the record last so a crash midway leaves a removable container.
         for sub in ["upper", "work", "rootfs"] {
             let p = dir.join(sub);
