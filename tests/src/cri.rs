@@ -148,7 +148,7 @@ impl CriNode {
             .expect("start husklet serve");
         self.husklet = Some(child);
         let t0 = Instant::now();
-        while !self.socket().exists() {
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
             assert!(
                 t0.elapsed() < Duration::from_secs(20),
                 "husklet did not listen: {}",

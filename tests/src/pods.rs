@@ -296,7 +296,7 @@ impl PodNode {
         let child = cmd.spawn().expect("start husklet serve");
         self.husklet = Some(child);
         let t0 = Instant::now();
-        while !self.socket().exists() {
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
             assert!(
                 t0.elapsed() < Duration::from_secs(20),
                 "husklet did not listen: {}",
