@@ -4,9 +4,11 @@
 //! (the same mounts, state, IPAM allocations, iptables rules, veths, cgroups
 //! and shims), with the good pod still running.
 
+mod cri_client;
 mod cri_restart_support;
 
-use cri_restart_support::{connect, ctr_config, leftovers, pod_config, rt, write_portmap_conflist};
+use cri_client::{connect, ctr_config, rt};
+use cri_restart_support::{leftovers, pod_config, write_portmap_conflist};
 use husk_tests::cri::CriNode;
 use husk_tests::require_root;
 use k8s_cri::v1 as cri;

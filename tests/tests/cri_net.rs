@@ -2,6 +2,7 @@
 //! from the node itself and from another host, through husk-portmap; and
 //! once the pod is removed the port is closed and its chains are gone.
 
+mod cri_client;
 mod cri_restart_support;
 
 use cri_restart_support::{leftovers, run, write_portmap_conflist};

@@ -4,14 +4,14 @@
 //! nothing is left once the pods are removed: no mount, pinned netns, IP,
 //! iptables chain, veth, cgroup or shim).
 
+mod cri_client;
 mod cri_restart_support;
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use cri_restart_support::{
-    Rt, connect, ctr_config, leftovers, log_count, pod_config, rt, write_portmap_conflist,
-};
+use cri_client::{Rt, connect, ctr_config, rt};
+use cri_restart_support::{leftovers, log_count, pod_config, write_portmap_conflist};
 use husk_tests::cri::CriNode;
 use husk_tests::require_root;
 use k8s_cri::v1 as cri;

@@ -7,6 +7,17 @@ use std::path::Path;
 
 /// Write `data` to `path` atomically (a reader sees the old or the new file).
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_atomic_mode(path, data, 0o644)
+}
+
+/// [`write_atomic`] for secrets: the file is 0600 from its creation on.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_atomic_mode(path, data, 0o600)
+}
+
+/// [`write_atomic`] with the file created with `mode` (before the umask).
+pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let dir = path
         .parent()
         .ok_or_else(|| std::io::Error::other("path has no parent"))?;
@@ -20,7 +31,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         rand_u64()
     ));
     let res = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;

@@ -1,6 +1,5 @@
-//! A tonic CRI client for the cri_security, cri_events and cri_update
-//! tests: connect to a [`CriNode`], build pod and container configs, run
-//! commands in containers.
+//! A tonic CRI client for the CRI tests: connect to a [`CriNode`], build
+//! pod and container configs, run commands in containers.
 
 #![allow(dead_code)]
 

@@ -1,6 +1,6 @@
-//! Shared by the restart and network CRI tests: a tonic client on the
-//! node's socket, configs, the pod network with hostPorts, and an inventory
-//! of everything a pod can leave on the node.
+//! Shared by the restart and network CRI tests, on top of `cri_client`:
+//! pods with hostPorts, the pod network with portmap, and an inventory of
+//! everything a pod can leave on the node.
 
 #![allow(dead_code)]
 
@@ -8,82 +8,20 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use husk_tests::cri::{CriNode, SUBNET};
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use tonic::transport::{Channel, Endpoint, Uri};
-
-pub type Rt = RuntimeServiceClient<Channel>;
-
-/// A runtime-service client on the node's socket.
-pub async fn connect(node: &CriNode) -> Rt {
-    let path = node.socket();
-    let ch = Endpoint::from_static("http://cri.invalid")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await
-        .expect("connect to husklet");
-    RuntimeServiceClient::new(ch)
-}
-
-/// A tokio runtime on the test thread only: the thread that is in the
-/// test's network and mount namespaces.
-pub fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 /// A pod config; `host_port` > 0 maps it to the pod's port 80.
 pub fn pod_config(node: &CriNode, name: &str, host_port: i32) -> cri::PodSandboxConfig {
-    let port_mappings = if host_port > 0 {
-        vec![cri::PortMapping {
+    let mut config = crate::cri_client::pod_config(node, name);
+    if host_port > 0 {
+        config.port_mappings = vec![cri::PortMapping {
             protocol: cri::Protocol::Tcp as i32,
             container_port: 80,
             host_port,
             host_ip: String::new(),
-        }]
-    } else {
-        vec![]
-    };
-    cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: name.into(),
-            namespace: "default".into(),
-            uid: format!("uid-{name}"),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        log_directory: node.logs().join(name).to_string_lossy().into_owned(),
-        port_mappings,
-        linux: Some(cri::LinuxPodSandboxConfig {
-            cgroup_parent: node.cgroup_parent(name),
-            ..Default::default()
-        }),
-        ..Default::default()
+        }];
     }
-}
-
-/// A busybox container running `sh -c script`.
-pub fn ctr_config(name: &str, script: &str) -> cri::ContainerConfig {
-    cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(cri::ImageSpec {
-            image: "busybox:latest".into(),
-            ..Default::default()
-        }),
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        log_path: format!("{name}.log"),
-        ..Default::default()
-    }
+    config
 }
 
 /// The pod network with husk-bridge (masquerade on: a chain per pod) and

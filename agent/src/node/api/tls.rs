@@ -25,6 +25,12 @@ pub enum TlsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: {what}")]
     Pem { path: PathBuf, what: String },
     #[error("generate the self-signed serving certificate")]
@@ -95,24 +101,12 @@ pub fn self_signed(dir: &Path, node: &str, ips: &[IpAddr]) -> Result<(PathBuf, P
 
 /// Write `data` to `path` (mode 0600), via a temporary file and rename.
 fn write_private(dir: &Path, path: &Path, data: &[u8]) -> Result<(), TlsError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let io = |source| TlsError::Read {
+    let write = |source| TlsError::Write {
         path: path.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::create_dir_all(dir).map_err(write)?;
+    crate::image::fsutil::write_private(path, data).map_err(write)
 }
 
 /// The certificates of a PEM file (a chain, or a CA bundle).

@@ -136,19 +136,7 @@ impl Store {
 
 /// Write `data` to `path` with mode 0600 (a temporary file, renamed).
 pub fn write_private(path: &Path, data: &[u8]) -> Result<(), CertError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(CertError::io(&tmp))?;
-    f.write_all(data).map_err(CertError::io(&tmp))?;
-    f.sync_all().map_err(CertError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(CertError::io(path))
+    crate::image::fsutil::write_private(path, data).map_err(CertError::io(path))
 }
 
 #[cfg(test)]
@@ -210,7 +198,7 @@ mod tests {
         assert!(
             !names
                 .iter()
-                .any(|n| n.contains("updated") || n.ends_with(".tmp")),
+                .any(|n| n.contains("updated") || n.contains(".tmp")),
             "{names:?}"
         );
         let server = Store::new(dir.path().join("pki"), SERVER);
