@@ -133,6 +133,35 @@ fn allowed_when_the_spec_says_so() {
     );
 }
 
+/// `husk exec` joins the container's cgroup and nothing more: a device the
+/// spec allows stays readable to an exec'd process (joining once reset the
+/// policy to the defaults).
+fn exec_keeps_the_spec_devices() {
+    let disk = LoopDev::attach();
+    let rt = Runtime::husk();
+    let mut config = attacker_config(&rt, &["sleep", "300"]);
+    config["linux"]["resources"] = json!({"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "b", "major": disk.major, "minor": disk.minor, "access": "r"}
+    ]});
+    let bundle = Bundle::from_config(config);
+    let id = format!("devexec-{}", husk_tests::unique_suffix());
+    rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &id]);
+    let script = format!("rm -f /dev/hostdisk; {}", attack_script(&disk));
+    let first = rt.out(&["exec", &id, "/bin/sh", "-c", &script]);
+    let second = rt.out(&["exec", &id, "/bin/sh", "-c", &script]);
+    rt.out(&["delete", "--force", &id]);
+    for (n, out) in [("first", first), ("second", second)] {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&disk.marker) && stdout.contains("read-exit=0"),
+            "the {n} exec could not read the device the spec allows: status {:?}\nstdout: {stdout}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn memory_only() -> Value {
     json!({"memory": {"limit": 134217728}})
 }
@@ -214,4 +243,16 @@ fn v1_an_update_with_allow_rules_keeps_the_host_disk_denied() {
 fn v2_an_update_with_allow_rules_keeps_the_host_disk_denied() {
     require_cgroup_v2!();
     update_keeps_the_device_policy();
+}
+
+#[test]
+fn v1_an_exec_keeps_the_devices_the_spec_allows() {
+    require_cgroup_v1!();
+    exec_keeps_the_spec_devices();
+}
+
+#[test]
+fn v2_an_exec_keeps_the_devices_the_spec_allows() {
+    require_cgroup_v2!();
+    exec_keeps_the_spec_devices();
 }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::init::{child_preamble, exec_process, fail, setup_process};
-use super::seams::CgroupExt;
 use super::{ContainerError, seams, sys};
 use crate::channel::{self, ChannelError, ToChild, ToParent};
 use crate::namespaces::Plan;
@@ -240,8 +239,11 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
             Ok(ToParent::Pid { pid: p }) if pid == 0 => {
                 pid = p;
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
+                // Only the move: the container's device policy is in
+                // place since create (apply_pid would reset it to the
+                // defaults, dropping what the spec allows).
                 if let Some(cg) = &cgroup {
-                    cg.apply_pid(p)?;
+                    cg.apply(p)?;
                 }
                 parent.send(&ToChild::Go { state: None })?;
             }
