@@ -220,10 +220,14 @@ mod tests {
             .expect("spawn sleep");
         let me = std::process::id();
         let env = format!("HUSK_RECOVER_TAG={tag}\0");
-        assert_eq!(
-            processes_with("environ", env.as_bytes(), me),
-            vec![child.id() as i32]
-        );
+        // Until the child has exec'd, its environ is a copy of ours.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut found = processes_with("environ", env.as_bytes(), me);
+        while found.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            found = processes_with("environ", env.as_bytes(), me);
+        }
+        assert_eq!(found, vec![child.id() as i32]);
         assert!(processes_with("cmdline", tag.as_bytes(), me).is_empty());
         kill_processes_with("environ", env.as_bytes());
         let status = child.wait().expect("wait");
