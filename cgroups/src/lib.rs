@@ -46,6 +46,20 @@ pub trait CgroupManager {
     /// including the unified one on a hybrid host) and move `pid` in.
     fn apply(&self, pid: i32) -> Result<(), CgroupError>;
 
+    /// The one directory a process can be created in directly (clone3's
+    /// CLONE_INTO_CGROUP) instead of moved into: pure v2 only (on v1 and
+    /// hybrid hosts there are several hierarchies to join).
+    fn clone_target(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Create the [`CgroupManager::clone_target`] directory (and its
+    /// ancestors, with their controllers enabled) for a first process to be
+    /// created in; nothing to do without one.
+    fn create_clone_target(&self) -> Result<(), CgroupError> {
+        Ok(())
+    }
+
     /// Write the limits in `resources` (validating them first).
     fn set(&self, resources: &LinuxResources) -> Result<(), CgroupError>;
 

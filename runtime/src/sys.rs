@@ -10,53 +10,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 /// `flags` may hold `CLONE_PARENT` and namespace flags. Uses clone3 and falls
 /// back to clone(2) on kernels without it. Returns 0 in the child.
 pub fn clone_fork(flags: u64) -> io::Result<i32> {
-    #[repr(C)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    let args = CloneArgs {
-        flags,
-        pidfd: 0,
-        child_tid: 0,
-        parent_tid: 0,
-        // With CLONE_PARENT the child inherits our exit signal; clone3 insists on 0.
-        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {
-            0
-        } else {
-            libc::SIGCHLD as u64
-        },
-        stack: 0,
-        stack_size: 0,
-        tls: 0,
-        set_tid: 0,
-        set_tid_size: 0,
-        cgroup: 0,
-    };
-    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork:
-    // the child gets a copy-on-write copy of this single-threaded process.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if rc >= 0 {
-        return Ok(rc as i32);
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::ENOSYS) {
-        return Err(err);
+    match clone3(flags, None) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+        other => return other,
     }
     // SAFETY: clone(2) with a null stack is fork-like, as above.
     let rc = unsafe {
@@ -73,6 +29,78 @@ pub fn clone_fork(flags: u64) -> io::Result<i32> {
         Err(io::Error::last_os_error())
     } else {
         Ok(rc as i32)
+    }
+}
+
+/// [`clone_fork`] with the child created in the cgroup v2 directory
+/// `cgroup` (clone3's CLONE_INTO_CGROUP). Moving a process into a cgroup
+/// waits for an RCU grace period when no move happened lately (the kernel's
+/// cgroup_threadgroup_rwsem, 10-20 ms); being born in one does not. No
+/// fallback: an error (ENOSYS, EBUSY, ...) leaves the caller to clone and
+/// move the child.
+pub fn clone_into_cgroup(flags: u64, cgroup: BorrowedFd<'_>) -> io::Result<i32> {
+    clone3(flags, Some(cgroup.as_raw_fd()))
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// A directory opened for reading (as CLONE_INTO_CGROUP wants it: an
+/// O_PATH fd is refused), close-on-exec.
+pub fn open_dir(dir: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map(std::os::fd::OwnedFd::from)
+}
+
+fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<i32> {
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let args = CloneArgs {
+        flags: flags | cgroup.map_or(0, |_| CLONE_INTO_CGROUP),
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        // With CLONE_PARENT the child inherits our exit signal; clone3 insists on 0.
+        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup.map_or(0, |fd| fd as u64),
+    };
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork:
+    // the child gets a copy-on-write copy of this single-threaded process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if rc >= 0 {
+        Ok(rc as i32)
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

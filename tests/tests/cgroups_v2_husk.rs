@@ -198,3 +198,44 @@ fn delete_leaves_no_cgroup_behind() {
     c.ok(&["delete", &c.id]);
     assert!(!c.cgroup().exists(), "{} left behind", c.cgroup().display());
 }
+
+/// An exec'd process is in the container's cgroup: created there (clone3's
+/// CLONE_INTO_CGROUP) when it can be, moved in when the cgroup refuses a new
+/// process (pids.max reached: a move is not limited, as with runc).
+#[test]
+fn an_exec_runs_in_the_container_cgroup() {
+    require_cgroup_v2!();
+    let c = Ctr::new("exec", "sleep 300", json!({"pids": {"limit": 2}}));
+    c.run_detached();
+    let want = format!(
+        "0::/{}",
+        c.cgroup()
+            .strip_prefix("/sys/fs/cgroup")
+            .expect("under the mount")
+            .display()
+    );
+    let pid_of = |n: &str| -> i32 {
+        let file = c.shared().join(format!("{n}.pid"));
+        c.ok(&[
+            "exec",
+            "--detach",
+            "--pid-file",
+            &file.to_string_lossy(),
+            &c.id,
+            "sleep",
+            "300",
+        ]);
+        fs::read_to_string(&file)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid")
+    };
+    // The second fills pids.max (init + 1); the third is over it.
+    for n in ["second", "third"] {
+        let pid = pid_of(n);
+        let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/pid/cgroup");
+        assert_eq!(cg.trim(), want, "the {n} process's cgroup");
+    }
+    assert_eq!(c.file("pids.current"), "3");
+}

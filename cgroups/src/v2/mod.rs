@@ -152,12 +152,21 @@ impl CgroupManager for V2Manager {
     }
 
     fn apply(&self, pid: i32) -> Result<(), CgroupError> {
+        self.create_clone_target()?;
+        fs::write(&self.dir, "cgroup.procs", &pid.to_string())
+    }
+
+    fn create_clone_target(&self) -> Result<(), CgroupError> {
         for a in self.ancestors_below_root() {
             fs::create_dirs(&a, |_| Ok(()))?;
             Self::enable_controllers(&a);
         }
         fs::create_dirs(&self.dir, |_| Ok(()))?;
-        fs::write(&self.dir, "cgroup.procs", &pid.to_string())
+        Ok(())
+    }
+
+    fn clone_target(&self) -> Option<PathBuf> {
+        Some(self.dir.clone())
     }
 
     fn set(&self, resources: &LinuxResources) -> Result<(), CgroupError> {

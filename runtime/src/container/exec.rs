@@ -1,7 +1,7 @@
 //! `exec`: run another process in a running container, joining every
 //! namespace of its init and its cgroup.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxNamespaceType, Process};
@@ -157,7 +157,19 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
     keep.extend(super::raw(console.as_ref()));
     keep.extend(plan.join.iter().map(|j| j.fd.as_raw_fd()));
     keep.extend_from_slice(&o.preserve_fds);
-    let stage1 = crate::sys::clone_fork(0).map_err(sys("clone"))?;
+    // On v2 the first stage is born in the container's cgroup (and so is
+    // the process, its child); elsewhere the process is moved in below.
+    let target = cgroup.as_ref().and_then(|c| c.clone_target());
+    let target = target.and_then(|dir| crate::sys::open_dir(&dir).ok());
+    let (stage1, born_inside) = match target
+        .as_ref()
+        .map(|fd| crate::sys::clone_into_cgroup(0, fd.as_fd()))
+    {
+        Some(Ok(pid)) => (pid, true),
+        // No CLONE_INTO_CGROUP here (or the cgroup refuses it): no child
+        // was made, clone and move.
+        Some(Err(_)) | None => (crate::sys::clone_fork(0).map_err(sys("clone"))?, false),
+    };
     if stage1 == 0 {
         drop(parent);
         // The process about to join the container holds nothing of the
@@ -242,7 +254,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
                 // Only the move: the container's device policy is in
                 // place since create (apply_pid would reset it to the
                 // defaults, dropping what the spec allows).
-                if let Some(cg) = &cgroup {
+                if let Some(cg) = cgroup.as_ref().filter(|_| !born_inside) {
                     cg.apply(p)?;
                 }
                 parent.send(&ToChild::Go { state: None })?;

@@ -295,7 +295,23 @@ fn spawn(
     // for and reap.
     let direct = plan.join.is_empty() && !plan.new_user;
     let flags = if direct { plan.new.bits() as u64 } else { 0 };
-    let stage1 = crate::sys::clone_fork(flags).map_err(sys("clone"))?;
+    // On v2 the first stage (or the init itself) is born in the container's
+    // cgroup, made beforehand: a move in waits for an RCU grace period (see
+    // sys::clone_into_cgroup). Elsewhere, or if that fails, the init is
+    // moved in below.
+    let target = cgroup.and_then(|cg| {
+        let dir = cg.clone_target()?;
+        cg.create_clone_target().ok()?;
+        crate::sys::open_dir(&dir).ok()
+    });
+    let (stage1, born_inside) = match target
+        .as_ref()
+        .map(|fd| crate::sys::clone_into_cgroup(flags, fd.as_fd()))
+    {
+        Some(Ok(pid)) => (pid, true),
+        Some(Err(_)) | None => (crate::sys::clone_fork(flags).map_err(sys("clone"))?, false),
+    };
+    drop(target);
     if stage1 == 0 {
         drop(parent);
         // Nothing of the runtime's but what the child needs: above all not
@@ -350,7 +366,11 @@ fn spawn(
                 // Known before it can outlive us (it dies with us until it is ready).
                 locked.save(&state)?;
                 if let Some(cg) = cgroup {
-                    cg.apply_pid(pid)?;
+                    if born_inside {
+                        cg.set_device_policy()?;
+                    } else {
+                        cg.apply_pid(pid)?;
+                    }
                     if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
                         cg.set_resources(r)?;
                     }

@@ -109,6 +109,9 @@ pub trait CgroupExt {
     /// default-deny even when the spec has no resources and
     /// [`CgroupExt::set_resources`] is never called.
     fn apply_pid(&self, pid: i32) -> Result<(), CgroupError>;
+    /// [`CgroupExt::apply_pid`] for a first process created in the cgroup
+    /// (CLONE_INTO_CGROUP): the device policy only.
+    fn set_device_policy(&self) -> Result<(), CgroupError>;
     /// Set the spec's resources, with its device rules inside the whole
     /// container policy ([`devices::container_resources`]).
     fn set_resources(&self, r: &LinuxResources) -> Result<(), CgroupError>;
@@ -121,6 +124,9 @@ pub trait CgroupExt {
 impl CgroupExt for Cgroup {
     fn apply_pid(&self, pid: i32) -> Result<(), CgroupError> {
         self.apply(pid)?;
+        self.set_device_policy()
+    }
+    fn set_device_policy(&self) -> Result<(), CgroupError> {
         self.set(&devices::container_resources(None))
     }
     fn set_resources(&self, r: &LinuxResources) -> Result<(), CgroupError> {
