@@ -61,8 +61,10 @@ pub enum ToChild {
 pub enum ToParent {
     /// A user namespace was created: write its id maps for pid `pid`.
     WriteMaps { pid: i32 },
-    /// The init (or exec'd) process exists with this pid (in the runtime's pid namespace).
-    Pid { pid: i32 },
+    /// The init (or exec'd) process exists with this pid (in the runtime's
+    /// pid namespace); `in_cgroup`: the sender created it in the container's
+    /// cgroup, there is no move to make.
+    Pid { pid: i32, in_cgroup: bool },
     /// Setup is complete; the process waits for `start` (init) or is about to exec.
     Ready,
     /// Setup failed.
@@ -210,9 +212,13 @@ mod tests {
     #[test]
     fn roundtrip_messages() {
         let (a, b) = pair().unwrap();
-        a.send(&ToParent::Pid { pid: 42 }).unwrap();
+        a.send(&ToParent::Pid {
+            pid: 42,
+            in_cgroup: false,
+        })
+        .unwrap();
         match b.recv::<ToParent>().unwrap() {
-            ToParent::Pid { pid } => assert_eq!(pid, 42),
+            ToParent::Pid { pid, .. } => assert_eq!(pid, 42),
             other => panic!("got {other:?}"),
         }
         drop(a);

@@ -157,19 +157,14 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
     keep.extend(super::raw(console.as_ref()));
     keep.extend(plan.join.iter().map(|j| j.fd.as_raw_fd()));
     keep.extend_from_slice(&o.preserve_fds);
-    // On v2 the first stage is born in the container's cgroup (and so is
-    // the process, its child); elsewhere the process is moved in below.
-    let target = cgroup.as_ref().and_then(|c| c.clone_target());
-    let target = target.and_then(|dir| crate::sys::open_dir(&dir).ok());
-    let (stage1, born_inside) = match target
+    // On v2 the process is created in the container's cgroup by the first
+    // stage (still in our cgroup namespace); elsewhere it is moved in below.
+    let target = cgroup
         .as_ref()
-        .map(|fd| crate::sys::clone_into_cgroup(0, fd.as_fd()))
-    {
-        Some(Ok(pid)) => (pid, true),
-        // No CLONE_INTO_CGROUP here (or the cgroup refuses it): no child
-        // was made, clone and move.
-        Some(Err(_)) | None => (crate::sys::clone_fork(0).map_err(sys("clone"))?, false),
-    };
+        .and_then(|c| c.clone_target())
+        .and_then(|dir| crate::sys::open_dir(&dir).ok());
+    keep.extend(target.as_ref().map(|fd| fd.as_raw_fd()));
+    let stage1 = crate::sys::clone_fork(0).map_err(sys("clone"))?;
     if stage1 == 0 {
         drop(parent);
         // The process about to join the container holds nothing of the
@@ -183,8 +178,24 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
         if let Err(e) = plan.enter_joined(true) {
             fail(&child, e);
         }
-        match crate::sys::clone_fork(libc::CLONE_PARENT as u64) {
-            Ok(0) => {
+        let parent_flag = libc::CLONE_PARENT as u64;
+        // Created in the cgroup when it can be: not when pids.max is
+        // reached (a move is not limited, as with runc) or the cgroup
+        // refuses it otherwise.
+        let cloned = match target
+            .as_ref()
+            .map(|fd| crate::sys::clone_into_cgroup(parent_flag, fd.as_fd()))
+        {
+            Some(Ok(pid)) => Ok((pid, true)),
+            Some(Err(_)) | None => crate::sys::clone_fork(parent_flag).map(|pid| (pid, false)),
+        };
+        match cloned {
+            Ok((0, _)) => {
+                if let Some(fd) = &target {
+                    // SAFETY: closes our copy; the OwnedFd is never dropped
+                    // in this process, which execs or exits.
+                    unsafe { libc::close(fd.as_raw_fd()) };
+                }
                 child_preamble(runtime_pid);
                 match child.recv::<ToChild>() {
                     Ok(ToChild::Go { .. }) => {}
@@ -233,8 +244,8 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
                 drop(child);
                 exec_process(&launch, &trampoline, &o.preserve_fds)
             }
-            Ok(pid) => {
-                let _ = child.send(&ToParent::Pid { pid });
+            Ok((pid, in_cgroup)) => {
+                let _ = child.send(&ToParent::Pid { pid, in_cgroup });
                 // SAFETY: _exit ends the first stage.
                 unsafe { libc::_exit(0) }
             }
@@ -248,13 +259,13 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
         match parent.recv::<ToParent>() {
             // Once only: a second one would come from whoever got hold of
             // the channel, not from the first stage.
-            Ok(ToParent::Pid { pid: p }) if pid == 0 => {
+            Ok(ToParent::Pid { pid: p, in_cgroup }) if pid == 0 => {
                 pid = p;
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
                 // Only the move: the container's device policy is in
                 // place since create (apply_pid would reset it to the
                 // defaults, dropping what the spec allows).
-                if let Some(cg) = cgroup.as_ref().filter(|_| !born_inside) {
+                if let Some(cg) = cgroup.as_ref().filter(|_| !in_cgroup) {
                     cg.apply(p)?;
                 }
                 parent.send(&ToChild::Go { state: None })?;

@@ -82,7 +82,10 @@ pub(crate) fn stage1(ctx: &InitContext<'_>, ch: Channel) -> ! {
         || plan.joins(oci_spec::runtime::LinuxNamespaceType::Pid);
     if !need_fork {
         let pid = nix::unistd::getpid().as_raw();
-        if let Err(e) = ch.send(&ToParent::Pid { pid }) {
+        if let Err(e) = ch.send(&ToParent::Pid {
+            pid,
+            in_cgroup: false,
+        }) {
             fail(&ch, e);
         }
         init(ctx, ch);
@@ -90,7 +93,10 @@ pub(crate) fn stage1(ctx: &InitContext<'_>, ch: Channel) -> ! {
     match crate::sys::clone_fork(libc::CLONE_PARENT as u64) {
         Ok(0) => init(ctx, ch),
         Ok(pid) => {
-            if let Err(e) = ch.send(&ToParent::Pid { pid }) {
+            if let Err(e) = ch.send(&ToParent::Pid {
+                pid,
+                in_cgroup: false,
+            }) {
                 fail(&ch, e);
             }
             // SAFETY: _exit ends the first stage; the init lives on.

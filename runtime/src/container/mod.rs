@@ -342,7 +342,10 @@ fn spawn(
     let mut maps_written = false;
     loop {
         let msg = match direct_pid.take() {
-            Some(pid) => Ok(ToParent::Pid { pid }),
+            Some(pid) => Ok(ToParent::Pid {
+                pid,
+                in_cgroup: born_inside,
+            }),
             None => parent.recv::<ToParent>(),
         };
         match msg {
@@ -354,7 +357,7 @@ fn spawn(
                 namespaces::write_id_maps(pid, &maps.0, &maps.1)?;
                 parent.send(&ToChild::MapsWritten)?;
             }
-            Ok(ToParent::Pid { pid }) if state.pid == 0 => {
+            Ok(ToParent::Pid { pid, in_cgroup }) if state.pid == 0 => {
                 if pid != stage1 {
                     guard.pids.insert(0, pid);
                     // The first stage exits once it has cloned the init.
@@ -366,7 +369,7 @@ fn spawn(
                 // Known before it can outlive us (it dies with us until it is ready).
                 locked.save(&state)?;
                 if let Some(cg) = cgroup {
-                    if born_inside {
+                    if born_inside || in_cgroup {
                         cg.set_device_policy()?;
                     } else {
                         cg.apply_pid(pid)?;
