@@ -260,6 +260,17 @@ impl CriClient {
         Ok(())
     }
 
+    /// Version: the CRI round trip with no work behind it.
+    pub async fn version(&mut self) -> Result<(), ClientError> {
+        self.runtime
+            .version(cri::VersionRequest {
+                version: "v1".into(),
+            })
+            .await
+            .map_err(rpc_err("Version", "the runtime"))?;
+        Ok(())
+    }
+
     pub async fn container_status(
         &mut self,
         id: &str,

@@ -21,6 +21,8 @@ fn every_mode_reports_and_cleans_up() {
         "CreateContainer",
         "StartContainer",
         "ContainerStatus",
+        "ContainerStatus, settled",
+        "Version",
         "StopContainer",
         "RemoveContainer",
         "StopPodSandbox",

@@ -7,6 +7,9 @@ use crate::client::ClientError;
 use crate::stats::Timings;
 use crate::timed;
 
+/// The pause before the settled ContainerStatus.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub async fn run(pods: &PodRun, count: usize) -> anyhow::Result<Outcome> {
     let mut c = pods.client.clone();
     ensure_image(&mut c, &pods.tracker, &pods.template.image).await?;
@@ -30,6 +33,15 @@ pub async fn run(pods: &PodRun, count: usize) -> anyhow::Result<Outcome> {
             }
             .into());
         }
+        // What ContainerStatus costs once the start's aftermath is over,
+        // and the bare round trip: where a status call's time goes.
+        tokio::time::sleep(SETTLE).await;
+        timed!(
+            t,
+            "ContainerStatus, settled",
+            c.container_status(&pod.container_id, false)
+        )?;
+        timed!(t, "Version", c.version())?;
         pods.remove_pod(&pod, &mut t).await?;
     }
     Ok(Outcome {
