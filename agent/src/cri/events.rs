@@ -60,6 +60,12 @@ impl Events {
         }
     }
 
+    /// Is any client subscribed? (kubelet 1.26 does not subscribe: an
+    /// event nobody receives is not built.)
+    fn subscribed(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     fn send(&self, e: Event) {
         // No subscriber is fine: events are not kept.
         let _ = self.tx.send(e);
@@ -146,6 +152,9 @@ impl Cri {
     /// Send `kind` for container `id` of `sandbox_id`, with the statuses as
     /// they are now.
     pub(crate) fn emit(&self, id: &str, sandbox_id: &str, kind: cri::ContainerEventType) {
+        if !self.events.subscribed() {
+            return;
+        }
         let ev = self.event(id, sandbox_id, kind, record::now_ns());
         self.events.send(Event::Ready(Box::new(ev)));
     }
