@@ -42,6 +42,15 @@ pub fn clone_into_cgroup(flags: u64, cgroup: BorrowedFd<'_>) -> io::Result<i32> 
     clone3(flags, Some(cgroup.as_raw_fd()))
 }
 
+/// [`clone_into_cgroup`] when `cgroup` is given and the kernel takes it,
+/// else [`clone_fork`]; the flag says which (true: born in the cgroup).
+pub fn clone_fork_in(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<(i32, bool)> {
+    if let Some(Ok(pid)) = cgroup.map(|fd| clone_into_cgroup(flags, fd)) {
+        return Ok((pid, true));
+    }
+    clone_fork(flags).map(|pid| (pid, false))
+}
+
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// A directory opened for reading (as CLONE_INTO_CGROUP wants it: an

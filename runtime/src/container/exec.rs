@@ -182,14 +182,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, ContainerError> {
         // Created in the cgroup when it can be: not when pids.max is
         // reached (a move is not limited, as with runc) or the cgroup
         // refuses it otherwise.
-        let cloned = match target
-            .as_ref()
-            .map(|fd| crate::sys::clone_into_cgroup(parent_flag, fd.as_fd()))
-        {
-            Some(Ok(pid)) => Ok((pid, true)),
-            Some(Err(_)) | None => crate::sys::clone_fork(parent_flag).map(|pid| (pid, false)),
-        };
-        match cloned {
+        match crate::sys::clone_fork_in(parent_flag, target.as_ref().map(|fd| fd.as_fd())) {
             Ok((0, _)) => {
                 if let Some(fd) = &target {
                     // SAFETY: closes our copy; the OwnedFd is never dropped

@@ -304,13 +304,9 @@ fn spawn(
         cg.create_clone_target().ok()?;
         crate::sys::open_dir(&dir).ok()
     });
-    let (stage1, born_inside) = match target
-        .as_ref()
-        .map(|fd| crate::sys::clone_into_cgroup(flags, fd.as_fd()))
-    {
-        Some(Ok(pid)) => (pid, true),
-        Some(Err(_)) | None => (crate::sys::clone_fork(flags).map_err(sys("clone"))?, false),
-    };
+    let (stage1, born_inside) =
+        crate::sys::clone_fork_in(flags, target.as_ref().map(|fd| fd.as_fd()))
+            .map_err(sys("clone"))?;
     drop(target);
     if stage1 == 0 {
         drop(parent);
@@ -357,7 +353,9 @@ fn spawn(
                 namespaces::write_id_maps(pid, &maps.0, &maps.1)?;
                 parent.send(&ToChild::MapsWritten)?;
             }
-            Ok(ToParent::Pid { pid, in_cgroup }) if state.pid == 0 => {
+            // Whether the init was born in the cgroup is ours to know:
+            // the first stage clones it where it is itself.
+            Ok(ToParent::Pid { pid, .. }) if state.pid == 0 => {
                 if pid != stage1 {
                     guard.pids.insert(0, pid);
                     // The first stage exits once it has cloned the init.
@@ -369,7 +367,7 @@ fn spawn(
                 // Known before it can outlive us (it dies with us until it is ready).
                 locked.save(&state)?;
                 if let Some(cg) = cgroup {
-                    if born_inside || in_cgroup {
+                    if born_inside {
                         cg.set_device_policy()?;
                     } else {
                         cg.apply_pid(pid)?;
